@@ -1,0 +1,42 @@
+import { BoundError, type BoundErrorOptions } from './bound-error.js'
+import { sanitizeProtocolText } from '../redact.js'
+
+/** Details of an RFC 6749 §5.2 error response from a token endpoint. */
+export interface TokenEndpointErrorDetails {
+  /** The `error` code, e.g. `invalid_client`. */
+  error: string
+  /** The `error_description`, sanitised to printable ASCII and capped. */
+  error_description?: string | undefined
+  /** The `error_uri`, when given. */
+  error_uri?: string | undefined
+  /** The HTTP status of the response. */
+  status: number
+  /** The endpoint URL (no query). */
+  endpoint?: string | undefined
+}
+
+/**
+ * The authorization server answered a token request with an RFC 6749 error
+ * (`ERR_TOKEN_ENDPOINT`). Carries `error`, `error_description` and `status`.
+ */
+export class TokenEndpointError extends BoundError {
+  static override errorName = 'TokenEndpointError'
+  readonly error: string
+  readonly error_description?: string
+  readonly error_uri?: string
+  readonly status: number
+
+  constructor(details: TokenEndpointErrorDetails, options?: BoundErrorOptions) {
+    const error = sanitizeProtocolText(details.error, 64) || 'unknown_error'
+    const description = details.error_description === undefined ? undefined : sanitizeProtocolText(details.error_description, 300)
+    super(
+      'ERR_TOKEN_ENDPOINT',
+      `The token endpoint${details.endpoint ? ` ${details.endpoint}` : ''} refused the request: ${error}${description ? ` (${description})` : ''} [HTTP ${details.status}]`,
+      options,
+    )
+    this.error = error
+    if (description !== undefined) this.error_description = description
+    if (details.error_uri !== undefined) this.error_uri = sanitizeProtocolText(details.error_uri, 300)
+    this.status = details.status
+  }
+}

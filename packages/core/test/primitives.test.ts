@@ -1,0 +1,44 @@
+import { describe, expect, it } from 'vitest'
+import { createEmitter, createLru, createSingleFlight } from '../src/index.js'
+
+describe('createSingleFlight', () => {
+  it('shares one task among concurrent callers and forgets it when it settles', async () => {
+    const flights = createSingleFlight<string, number>()
+    let calls = 0
+    const task = () => new Promise<number>((resolve) => setTimeout(() => resolve(++calls), 5))
+    const results = await Promise.all(Array.from({ length: 100 }, () => flights.run('k', task)))
+    expect(new Set(results)).toEqual(new Set([1]))
+    expect(flights.size).toBe(0)
+    expect(await flights.run('k', task)).toBe(2)
+  })
+  it('does not cache failures, including synchronous throws', async () => {
+    const flights = createSingleFlight<string, number>()
+    await expect(flights.run('k', () => { throw new Error('boom') })).rejects.toThrow('boom')
+    await expect(flights.run('k', async () => 7)).resolves.toBe(7)
+  })
+})
+
+describe('createLru', () => {
+  it('stays within its bound and evicts the least recently used', () => {
+    const lru = createLru<number, number>(3)
+    for (let i = 0; i < 10_000; i++) lru.set(i, i)
+    expect(lru.size).toBe(3)
+    lru.get(9997)
+    lru.set(10_000, 0)
+    expect(lru.has(9997)).toBe(true)
+    expect(lru.has(9998)).toBe(false)
+  })
+})
+
+describe('createEmitter', () => {
+  it('calls listeners in order and isolates a throwing listener', () => {
+    const events = createEmitter<{ a: { n: number } }>()
+    const seen: number[] = []
+    events.on('a', () => { throw new Error('listener bug') })
+    const off = events.on('a', (e) => seen.push(e.n))
+    events.emit('a', { n: 1 })
+    off()
+    events.emit('a', { n: 2 })
+    expect(seen).toEqual([1])
+  })
+})
