@@ -1,1 +1,9 @@
-export {}
+export { generateDpopKey, importDpopKey, fromSigner, jwkThumbprint, toPublicJwk, isPublicOnlyJwk, DPOP_ALGS } from './keys.js'
+export type { DpopAlg, DpopKey, DpopSigner, DpopKeyInput, GenerateDpopKeyOptions, PublicJwk } from './keys.js'
+export { createProofBuilder, accessTokenHash } from './proof.js'
+export type { ProofBuilder, ProofInput } from './proof.js'
+export { createNonceStore, isValidNonce } from './nonce-store.js'
+export type { NonceStore, NonceObservation } from './nonce-store.js'
+export { normalizeHtu, originOf } from './htu.js'
+export { createDpop } from './dpop.js'
+export type { Dpop, DpopOptions, ProofOptions } from './dpop.js'
