@@ -9,13 +9,13 @@
  * const off = events.on('token.acquired', (e) => console.log(e.resource))
  * ```
  */
-export interface Emitter<E extends Record<string, object>> {
+export interface Emitter<E extends { [K in keyof E]: object }> {
   on<K extends keyof E>(type: K, listener: (event: E[K]) => void): () => void
   emit<K extends keyof E>(type: K, event: E[K]): void
 }
 
 /** Creates an {@link Emitter}. */
-export function createEmitter<E extends Record<string, object>>(): Emitter<E> {
+export function createEmitter<E extends { [K in keyof E]: object }>(): Emitter<E> {
   const listeners = new Map<keyof E, Set<(event: never) => void>>()
   return {
     on(type, listener) {

@@ -42,3 +42,14 @@ describe('createEmitter', () => {
     expect(seen).toEqual([1])
   })
 })
+
+describe('assertSecureUrl (DPOP-31)', async () => {
+  const { assertSecureUrl } = await import('../src/index.js')
+  it('allows https anywhere and http only on loopback', () => {
+    expect(assertSecureUrl('https://as.example.com/t', 'x').host).toBe('as.example.com')
+    for (const u of ['http://127.0.0.1:8080/', 'http://localhost/', 'http://[::1]:3000/', 'http://127.9.9.9/']) expect(() => assertSecureUrl(u, 'x')).not.toThrow()
+    for (const u of ['http://10.0.0.1/', 'http://example.com/', 'http://localhost.example.com/', 'http://127.0.0.1.nip.io/']) expect(() => assertSecureUrl(u, 'x')).toThrow(expect.objectContaining({ code: 'ERR_INSECURE_TRANSPORT' }))
+    expect(() => assertSecureUrl('ftp://a/', 'x')).toThrow(expect.objectContaining({ code: 'ERR_INVALID_INPUT' }))
+    expect(() => assertSecureUrl('nope', 'x')).toThrow(expect.objectContaining({ code: 'ERR_INVALID_INPUT' }))
+  })
+})

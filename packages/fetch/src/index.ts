@@ -1,1 +1,9 @@
-export {}
+export { createBoundFetch } from './bound-fetch.js'
+export type { BoundFetch, BoundFetchOptions } from './bound-fetch.js'
+export { getChallenges } from './challenges.js'
+export { BoundError, isBoundError } from '@bound/core'
+export type { BoundErrorCode, ClassifiedChallenge, ChallengeKind } from '@bound/core'
+export { createSession, clientCredentials, clientSecretBasic, clientSecretPost, privateKeyJwt, tlsClientAuth, selfSignedTlsClientAuth, noClientAuth } from '@bound/oauth'
+export type { Session, SessionOptions, BoundToken } from '@bound/oauth'
+export { generateDpopKey, importDpopKey } from '@bound/dpop'
+export type { DpopKey, DpopAlg } from '@bound/dpop'

@@ -1,1 +1,2 @@
-export {}
+export { createTransport } from './transport.js'
+export type { Transport, TransportOptions, TransportFetch, ClientCertificatePem, Pem } from './transport.js'

@@ -13,6 +13,8 @@ export interface TokenEndpointErrorDetails {
   status: number
   /** The endpoint URL (no query). */
   endpoint?: string | undefined
+  /** Seconds the server asked to wait (`Retry-After`), when it did. */
+  retryAfter?: number | undefined
 }
 
 /**
@@ -25,6 +27,8 @@ export class TokenEndpointError extends BoundError {
   readonly error_description?: string
   readonly error_uri?: string
   readonly status: number
+  /** Seconds the server asked to wait (`Retry-After`), when it did. */
+  readonly retryAfter?: number
 
   constructor(details: TokenEndpointErrorDetails, options?: BoundErrorOptions) {
     const error = sanitizeProtocolText(details.error, 64) || 'unknown_error'
@@ -38,5 +42,6 @@ export class TokenEndpointError extends BoundError {
     if (description !== undefined) this.error_description = description
     if (details.error_uri !== undefined) this.error_uri = sanitizeProtocolText(details.error_uri, 300)
     this.status = details.status
+    if (details.retryAfter !== undefined) this.retryAfter = details.retryAfter
   }
 }

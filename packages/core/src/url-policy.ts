@@ -1,0 +1,34 @@
+import { BoundError } from './errors/bound-error.js'
+
+/** True for `localhost`, `*.localhost`, 127.0.0.0/8 and `[::1]`. */
+export function isLoopbackHost(hostname: string): boolean {
+  const h = hostname.toLowerCase()
+  if (h === 'localhost' || h.endsWith('.localhost')) return true
+  if (h === '[::1]' || h === '::1') return true
+  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h)
+}
+
+/**
+ * Parses `url` and checks it may carry credentials: `https:`, or `http:` on a loopback host only.
+ * Throws `ERR_INVALID_INPUT` for anything unparsable and `ERR_INSECURE_TRANSPORT` for plain HTTP
+ * elsewhere.
+ *
+ * @example
+ * ```ts
+ * const u = assertSecureUrl('https://as.example.com/token', 'token endpoint')
+ * ```
+ */
+export function assertSecureUrl(url: string | URL, what: string): URL {
+  let u: URL
+  try {
+    u = typeof url === 'string' ? new URL(url) : url
+  } catch (err) {
+    throw new BoundError('ERR_INVALID_INPUT', `The ${what} is not an absolute URL`, { cause: err })
+  }
+  if (u.protocol === 'https:') return u
+  if (u.protocol === 'http:') {
+    if (isLoopbackHost(u.hostname)) return u
+    throw new BoundError('ERR_INSECURE_TRANSPORT', `Refusing to send credentials to the ${what} over plain http: (${u.origin}); use https (plain http is allowed for loopback only)`)
+  }
+  throw new BoundError('ERR_INVALID_INPUT', `The ${what} must be an https: URL (got ${u.protocol})`)
+}

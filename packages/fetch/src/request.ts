@@ -1,0 +1,84 @@
+import { BoundError } from '@bound/core'
+
+/** A request broken into the parts Bound needs to send it again. */
+export interface PreparedRequest {
+  url: URL
+  method: string
+  headers: Headers
+  /** A body that can be sent again (string / bytes), `null` for none, or a one-shot stream. */
+  body: string | Uint8Array | null | ReadableStream<Uint8Array>
+  replayable: boolean
+  signal: AbortSignal | undefined
+  redirect: 'follow' | 'manual' | 'error'
+}
+
+type Input = string | URL | { url: string; method: string; headers: Headers; body: ReadableStream<Uint8Array> | null; signal?: AbortSignal; redirect?: string; clone?: () => unknown; arrayBuffer?: () => Promise<ArrayBuffer> }
+
+/** Normalises `fetch(input, init)` arguments. Replayable bodies are materialised once. */
+export async function prepareRequest(input: Input, init: RequestInit | undefined): Promise<PreparedRequest> {
+  let url: URL
+  let method = 'GET'
+  let headers = new Headers()
+  let signal: AbortSignal | undefined
+  let redirect: PreparedRequest['redirect'] = 'follow'
+  let body: PreparedRequest['body'] = null
+  let replayable = true
+  const isRequest = typeof input === 'object' && !(input instanceof URL) && 'method' in input && 'headers' in input
+  try {
+    url = new URL(isRequest ? (input as { url: string }).url : String(input))
+  } catch (err) {
+    throw new BoundError('ERR_INVALID_INPUT', 'fetch: the URL is not absolute', { cause: err })
+  }
+  if (isRequest) {
+    const req = input as Exclude<Input, string | URL>
+    method = req.method
+    headers = new Headers(req.headers)
+    signal = req.signal
+    redirect = (req.redirect as PreparedRequest['redirect']) ?? 'follow'
+    if (req.body !== null && init?.body === undefined) {
+      // A Request's body: read it once so it can be sent again.
+      body = new Uint8Array(await (req as { arrayBuffer(): Promise<ArrayBuffer> }).arrayBuffer())
+    }
+  }
+  if (init) {
+    if (init.method !== undefined) method = init.method
+    if (init.headers !== undefined) headers = new Headers(init.headers as ConstructorParameters<typeof Headers>[0])
+    if (init.signal != null) signal = init.signal
+    if (init.redirect !== undefined) redirect = init.redirect as PreparedRequest['redirect']
+    if (init.body !== undefined && init.body !== null) {
+      const b = init.body as unknown
+      if (typeof b === 'string') body = b
+      else if (b instanceof Uint8Array) body = b
+      else if (b instanceof ArrayBuffer) body = new Uint8Array(b)
+      else if (ArrayBuffer.isView(b)) body = new Uint8Array(b.buffer, b.byteOffset, b.byteLength)
+      else if (b instanceof URLSearchParams) {
+        body = b.toString()
+        if (!headers.has('content-type')) headers.set('content-type', 'application/x-www-form-urlencoded;charset=UTF-8')
+      } else if (typeof Blob !== 'undefined' && b instanceof Blob) {
+        body = new Uint8Array(await b.arrayBuffer())
+        if (b.type && !headers.has('content-type')) headers.set('content-type', b.type)
+      } else if (typeof FormData !== 'undefined' && b instanceof FormData) {
+        const encoded = new Response(b)
+        const type = encoded.headers.get('content-type')
+        if (type && !headers.has('content-type')) headers.set('content-type', type)
+        body = new Uint8Array(await encoded.arrayBuffer())
+      } else if (typeof (b as ReadableStream).getReader === 'function') {
+        body = b as ReadableStream<Uint8Array>
+        replayable = false
+      } else {
+        body = String(b)
+      }
+    }
+  }
+  method = normalizeMethod(method)
+  return { url, method, headers, body, replayable, signal, redirect }
+}
+
+const UPPER = new Set(['DELETE', 'GET', 'HEAD', 'OPTIONS', 'POST', 'PUT', 'PATCH'])
+
+/** Fetch's method normalisation: the standard methods upper-cased, others kept as given. */
+function normalizeMethod(method: string): string {
+  const upper = method.toUpperCase()
+  if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(method)) throw new BoundError('ERR_INVALID_INPUT', 'fetch: invalid HTTP method')
+  return UPPER.has(upper) ? upper : method
+}

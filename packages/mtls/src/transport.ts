@@ -1,0 +1,94 @@
+import { rootCertificates } from 'node:tls'
+import { Agent, fetch as undiciFetch, type Dispatcher } from 'undici'
+import { BoundError } from '@bound/core'
+
+/** PEM text or bytes. */
+export type Pem = string | Buffer
+
+/** A client certificate and its private key, in PEM. */
+export interface ClientCertificatePem {
+  /** The leaf certificate, optionally followed by intermediates. */
+  cert: Pem
+  /** The private key (PKCS#8, PKCS#1 or SEC1 PEM). */
+  key: Pem
+  /** Passphrase of an encrypted key. */
+  passphrase?: string
+}
+
+/** Options of {@link createTransport}. */
+export interface TransportOptions {
+  /**
+   * Extra trust anchors (PEM), e.g. an internal CA. Added to Node's bundled roots, not replacing
+   * them. Server certificates are always verified; there is no switch to turn that off.
+   */
+  ca?: Pem | readonly Pem[]
+  /** A client certificate presented in the TLS handshake (mTLS). */
+  clientCertificate?: ClientCertificatePem
+  /** Keep-alive timeout of pooled connections, in milliseconds. Default 4,000. */
+  keepAliveTimeout?: number
+  /** Connect timeout in milliseconds. Default 10,000. */
+  connectTimeout?: number
+  /** Largest response header section, in bytes. Default 65,536 (undici's default is 16 KiB). */
+  maxHeaderSize?: number
+}
+
+/** The `fetch` signature Bound's transport exposes (undici's `fetch`, with its `Response`). */
+export type TransportFetch = (input: string | URL, init?: Parameters<typeof undiciFetch>[1]) => Promise<Awaited<ReturnType<typeof undiciFetch>>>
+
+/**
+ * How Bound talks HTTP: undici's own `fetch` paired with an undici `Agent` from the same copy
+ * (never a userland Agent handed to Node's global fetch), with the trust anchors and client
+ * certificate given.
+ */
+export interface Transport {
+  /** undici's `fetch` over this transport's dispatcher. */
+  readonly fetch: TransportFetch
+  /** The undici dispatcher (Agent) behind it. */
+  readonly dispatcher: Dispatcher
+  /** Closes pooled connections. Further requests fail with `ERR_CLOSED`. */
+  close(): Promise<void>
+}
+
+const toList = (ca: Pem | readonly Pem[] | undefined): Pem[] => (ca === undefined ? [] : Array.isArray(ca) ? [...(ca as readonly Pem[])] : [ca as Pem])
+
+/**
+ * Creates a {@link Transport}.
+ *
+ * @example
+ * ```ts
+ * import { createTransport } from '@bound/mtls'
+ * const transport = createTransport({ ca: readFileSync('/etc/pki/internal-ca.pem') })
+ * const res = await transport.fetch('https://api.internal/health')
+ * ```
+ */
+export function createTransport(options: TransportOptions = {}): Transport {
+  const extra = toList(options.ca)
+  const connect: Record<string, unknown> = {
+    ca: extra.length > 0 ? [...rootCertificates, ...extra] : undefined,
+    rejectUnauthorized: true,
+    timeout: options.connectTimeout ?? 10_000,
+  }
+  if (options.clientCertificate) {
+    connect.cert = options.clientCertificate.cert
+    connect.key = options.clientCertificate.key
+    if (options.clientCertificate.passphrase !== undefined) connect.passphrase = options.clientCertificate.passphrase
+  }
+  const agent = new Agent({
+    connect,
+    keepAliveTimeout: options.keepAliveTimeout ?? 4_000,
+    maxHeaderSize: options.maxHeaderSize ?? 65_536,
+  })
+  let closed = false
+  return {
+    dispatcher: agent,
+    fetch(input, init) {
+      if (closed) return Promise.reject(new BoundError('ERR_CLOSED', 'The transport is closed'))
+      return undiciFetch(input, { ...init, dispatcher: agent })
+    },
+    async close() {
+      if (closed) return
+      closed = true
+      await agent.close()
+    },
+  }
+}

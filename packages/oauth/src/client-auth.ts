@@ -1,0 +1,181 @@
+import { randomBytes } from 'node:crypto'
+import { BoundError } from '@bound/core'
+import { importDpopKey, type DpopAlg, type DpopKeyInput, type DpopSigner } from '@bound/dpop'
+
+/** What a client authentication method may add to a token-endpoint request. */
+export interface ClientAuthContext {
+  clientId: string
+  /** The AS issuer identifier (the `aud` of `private_key_jwt` assertions). */
+  issuer: string | undefined
+  /** The token endpoint URL actually used. */
+  endpoint: string
+  /** The form body; the method adds its parameters. */
+  body: URLSearchParams
+  /** Request headers; the method may set `authorization`. */
+  headers: Record<string, string>
+  /** Seconds since the epoch. */
+  now: number
+}
+
+/**
+ * How the client proves itself at the token endpoint. Called afresh for every request, including
+ * nonce retries, so single-use credentials (assertions) are minted each time.
+ */
+export interface ClientAuth {
+  /** The RFC 8414 method name, e.g. `client_secret_basic`. */
+  readonly method: string
+  /** True when the method authenticates with the TLS client certificate. */
+  readonly usesTlsClientCertificate: boolean
+  apply(context: ClientAuthContext): void | Promise<void>
+}
+
+/** RFC 6749 Appendix B: application/x-www-form-urlencoded, space as `+`. */
+export function formUrlEncode(value: string): string {
+  return encodeURIComponent(value).replace(/%20/g, '+').replace(/[!'()*~]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)
+}
+
+const requireSecret = (secret: unknown, method: string): string => {
+  if (typeof secret !== 'string' || secret.length === 0) throw new BoundError('ERR_INVALID_CONFIG', `${method} needs a non-empty client secret`)
+  return secret
+}
+
+/**
+ * `client_secret_basic`: HTTP Basic with the id and secret each form-url-encoded first
+ * (RFC 6749 §2.3.1), which many clients forget.
+ *
+ * @example
+ * ```ts
+ * createSession({ …, clientAuth: clientSecretBasic(process.env.CLIENT_SECRET!) })
+ * ```
+ */
+export function clientSecretBasic(secret: string): ClientAuth {
+  const s = requireSecret(secret, 'clientSecretBasic')
+  return {
+    method: 'client_secret_basic',
+    usesTlsClientCertificate: false,
+    apply(ctx) {
+      ctx.headers.authorization = `Basic ${Buffer.from(`${formUrlEncode(ctx.clientId)}:${formUrlEncode(s)}`).toString('base64')}`
+    },
+  }
+}
+
+/**
+ * `client_secret_post`: `client_id` and `client_secret` in the form body.
+ *
+ * @example
+ * ```ts
+ * createSession({ …, clientAuth: clientSecretPost(process.env.CLIENT_SECRET!) })
+ * ```
+ */
+export function clientSecretPost(secret: string): ClientAuth {
+  const s = requireSecret(secret, 'clientSecretPost')
+  return {
+    method: 'client_secret_post',
+    usesTlsClientCertificate: false,
+    apply(ctx) {
+      ctx.body.set('client_id', ctx.clientId)
+      ctx.body.set('client_secret', s)
+    },
+  }
+}
+
+/**
+ * `none`: a public client; only `client_id` is sent.
+ *
+ * @example
+ * ```ts
+ * createSession({ …, clientAuth: noClientAuth() })
+ * ```
+ */
+export function noClientAuth(): ClientAuth {
+  return {
+    method: 'none',
+    usesTlsClientCertificate: false,
+    apply(ctx) {
+      ctx.body.set('client_id', ctx.clientId)
+    },
+  }
+}
+
+/**
+ * `tls_client_auth` (RFC 8705 §2.1): the client certificate on the TLS channel authenticates the
+ * client; `client_id` goes in the body. Requires the session's client certificate.
+ *
+ * @example
+ * ```ts
+ * createSession({ …, clientAuth: tlsClientAuth(), mtls: await loadClientCertificate({ certFile, keyFile }) })
+ * ```
+ */
+export function tlsClientAuth(): ClientAuth {
+  return { method: 'tls_client_auth', usesTlsClientCertificate: true, apply: (ctx) => void ctx.body.set('client_id', ctx.clientId) }
+}
+
+/**
+ * `self_signed_tls_client_auth` (RFC 8705 §2.2): a self-signed certificate registered with the AS.
+ *
+ * @example
+ * ```ts
+ * createSession({ …, clientAuth: selfSignedTlsClientAuth(), mtls: selfSignedCertificate })
+ * ```
+ */
+export function selfSignedTlsClientAuth(): ClientAuth {
+  return { method: 'self_signed_tls_client_auth', usesTlsClientCertificate: true, apply: (ctx) => void ctx.body.set('client_id', ctx.clientId) }
+}
+
+/** Options of {@link privateKeyJwt}. */
+export interface PrivateKeyJwtOptions {
+  /** JWS alg; default from the key type (P-256 → ES256, RSA → RS256, Ed25519 → EdDSA…). */
+  alg?: DpopAlg
+  /** `kid` header, when the AS needs it to pick the key. */
+  kid?: string
+  /** Lifetime of each assertion, in seconds. Default 60. */
+  lifetime?: number
+  /**
+   * `aud` of the assertion: the AS issuer identifier (default, rfc7523bis) or, for legacy ASs, the
+   * token endpoint URL.
+   */
+  audience?: 'issuer' | 'token_endpoint'
+  /** `typ` header. Default `'client-authentication+jwt'` (rfc7523bis); some legacy ASs want `'JWT'`. */
+  typ?: string
+}
+
+/**
+ * `private_key_jwt` (RFC 7523 §2.2, OIDC Core §9): a fresh signed assertion (new `jti`, `iat`,
+ * short `exp`, `aud` = the issuer) for every token request, nonce retries included.
+ *
+ * @example
+ * ```ts
+ * createSession({ …, clientAuth: privateKeyJwt(readFileSync('client-key.pem', 'utf8'), { kid: 'k1' }) })
+ * ```
+ */
+export function privateKeyJwt(key: DpopKeyInput | DpopSigner, options: PrivateKeyJwtOptions = {}): ClientAuth {
+  const lifetime = options.lifetime ?? 60
+  if (!Number.isFinite(lifetime) || lifetime <= 0 || lifetime > 300) throw new BoundError('ERR_INVALID_CONFIG', 'privateKeyJwt: lifetime must be between 1 and 300 seconds')
+  const isSigner = typeof key === 'object' && key !== null && 'sign' in key && typeof (key as DpopSigner).sign === 'function' && 'publicJwk' in key
+  let signerPromise: Promise<DpopSigner> | undefined
+  const signer = () => (signerPromise ??= isSigner ? Promise.resolve(key as DpopSigner) : importDpopKey(key as DpopKeyInput, options.alg ? { alg: options.alg } : {}))
+  return {
+    method: 'private_key_jwt',
+    usesTlsClientCertificate: false,
+    async apply(ctx) {
+      const s = await signer()
+      const audience = options.audience === 'token_endpoint' ? ctx.endpoint : ctx.issuer
+      if (audience === undefined) throw new BoundError('ERR_INVALID_CONFIG', 'privateKeyJwt needs the issuer (set issuer, or audience: "token_endpoint")')
+      const header: Record<string, string> = { alg: s.alg, typ: options.typ ?? 'client-authentication+jwt' }
+      if (options.kid !== undefined) header.kid = options.kid
+      const claims = {
+        iss: ctx.clientId,
+        sub: ctx.clientId,
+        aud: audience,
+        jti: randomBytes(16).toString('base64url'),
+        iat: ctx.now,
+        exp: ctx.now + lifetime,
+      }
+      const input = `${Buffer.from(JSON.stringify(header)).toString('base64url')}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`
+      const sig = await s.sign(Buffer.from(input))
+      ctx.body.set('client_id', ctx.clientId)
+      ctx.body.set('client_assertion_type', 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer')
+      ctx.body.set('client_assertion', `${input}.${Buffer.from(sig).toString('base64url')}`)
+    },
+  }
+}

@@ -1,0 +1,144 @@
+import { z } from 'zod'
+import { BoundError, TokenEndpointError, type Clock } from '@bound/core'
+import type { Dpop } from '@bound/dpop'
+import type { TransportFetch } from '@bound/mtls'
+import type { ClientAuth } from './client-auth.js'
+import type { Grant } from './grants.js'
+import { networkError, readCappedText } from './http.js'
+
+/** The parsed, validated token endpoint response (RFC 6749 §5.1). */
+export interface TokenResponse {
+  access_token: string
+  /** As sent by the AS (compare case-insensitively). */
+  token_type: string
+  expires_in?: number
+  scope?: string
+  refresh_token?: string
+  issued_token_type?: string
+}
+
+const tokenResponseSchema = z.object({
+  access_token: z.string().min(1).max(65_536),
+  token_type: z.string().min(1).max(64),
+  expires_in: z
+    .union([z.number(), z.string().regex(/^\d{1,10}$/).transform(Number)])
+    .pipe(z.number().int().nonnegative().max(10 * 365 * 24 * 3600))
+    .optional(),
+  scope: z.string().max(8192).optional(),
+  refresh_token: z.string().min(1).max(65_536).optional(),
+  issued_token_type: z.string().max(256).optional(),
+})
+
+/** Everything one token request needs. */
+export interface TokenRequestContext {
+  endpoint: string
+  issuer: string | undefined
+  clientId: string
+  clientAuth: ClientAuth
+  grant: Grant
+  resource: string | undefined
+  scope: string | undefined
+  extra: Readonly<Record<string, string>>
+  dpop: Dpop | undefined
+  fetch: TransportFetch
+  clock: Clock
+  signal?: AbortSignal | undefined
+  /** Largest response accepted, in bytes. Default 1 MiB. */
+  maxBytes?: number
+  /** Accept `token_type: Bearer` for a DPoP request (a downgrade). Default false. */
+  acceptBearerDowngrade?: boolean
+  /** Called after every response (for telemetry). */
+  onResponse?: (info: { status: number; nonceRetry: boolean }) => void
+}
+
+/** What one token request produced. */
+export interface TokenEndpointResult {
+  response: TokenResponse
+  /** 'DPoP' or 'Bearer', normalised. */
+  type: 'DPoP' | 'Bearer'
+  /** How many HTTP requests it took (2 after a nonce challenge). */
+  attempts: number
+}
+
+/**
+ * POSTs one token request: grant parameters, client authentication minted afresh for each
+ * attempt, a DPoP proof when the session has a key. An AS `use_dpop_nonce` challenge is answered
+ * once (a new proof with the nonce and a new client assertion); a second one is returned as the
+ * error it is. The response is parsed and its `token_type` checked against the binding.
+ */
+export async function requestTokenFromEndpoint(ctx: TokenRequestContext): Promise<TokenEndpointResult> {
+  const maxBytes = ctx.maxBytes ?? 1_048_576
+  for (let attempt = 1; ; attempt++) {
+    const now = Math.floor(ctx.clock.now() / 1000)
+    const body = new URLSearchParams()
+    await ctx.grant.params(body, { resource: ctx.resource, scope: ctx.scope, extra: ctx.extra, now })
+    const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' }
+    await ctx.clientAuth.apply({ clientId: ctx.clientId, issuer: ctx.issuer, endpoint: ctx.endpoint, body, headers, now })
+    if (ctx.dpop) headers.dpop = await ctx.dpop.proof('POST', ctx.endpoint)
+
+    let res
+    try {
+      res = await ctx.fetch(ctx.endpoint, { method: 'POST', headers, body: body.toString(), redirect: 'manual', ...(ctx.signal ? { signal: ctx.signal } : {}) })
+    } catch (err) {
+      throw networkError(err, `token endpoint ${ctx.endpoint}`, ctx.signal)
+    }
+    const nonce = ctx.dpop ? ctx.dpop.observe(ctx.endpoint, res.headers) : 'none'
+    const text = await readCappedText(res, maxBytes, 'ERR_TOKEN_RESPONSE_INVALID', `token endpoint response from ${ctx.endpoint}`)
+    let json: unknown
+    try {
+      json = JSON.parse(text)
+    } catch {
+      json = undefined
+    }
+
+    if (res.status !== 200) {
+      const error = isErrorBody(json) ? json : undefined
+      // DPOP-16/21: decide on the error code (and the nonce header), whatever the status.
+      const nonceChallenge = error?.error === 'use_dpop_nonce'
+      ctx.onResponse?.({ status: res.status, nonceRetry: nonceChallenge && attempt === 1 })
+      if (nonceChallenge && ctx.dpop) {
+        if (nonce === 'none' || nonce === 'invalid') {
+          throw new BoundError('ERR_DPOP_NONCE_INVALID', `The token endpoint ${ctx.endpoint} asked for a DPoP nonce but sent ${nonce === 'none' ? 'no' : 'an invalid'} DPoP-Nonce header`)
+        }
+        if (attempt === 1) continue
+      }
+      if (error) {
+        throw new TokenEndpointError({ error: error.error, error_description: error.error_description, error_uri: error.error_uri, status: res.status, endpoint: ctx.endpoint, retryAfter: retryAfterSeconds(res.headers, ctx.clock) })
+      }
+      throw new TokenEndpointError({ error: res.status >= 500 ? 'server_error' : res.status === 429 ? 'rate_limited' : 'unexpected_status', status: res.status, endpoint: ctx.endpoint, retryAfter: retryAfterSeconds(res.headers, ctx.clock) })
+    }
+    ctx.onResponse?.({ status: res.status, nonceRetry: false })
+
+    if (json === undefined) throw new BoundError('ERR_TOKEN_RESPONSE_INVALID', `The token endpoint ${ctx.endpoint} answered 200 with a body that is not JSON (content-type ${res.headers.get('content-type') ?? 'none'})`)
+    const parsed = tokenResponseSchema.safeParse(json)
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]
+      throw new BoundError('ERR_TOKEN_RESPONSE_INVALID', `The token endpoint ${ctx.endpoint} answered 200 with an invalid token response (${issue ? `${issue.path.join('.') || 'body'}: ${issue.code}` : 'malformed'})`)
+    }
+    const response = parsed.data as TokenResponse
+    const type = response.token_type.toLowerCase()
+    if (ctx.dpop) {
+      if (type !== 'dpop' && !(type === 'bearer' && ctx.acceptBearerDowngrade)) {
+        throw new BoundError('ERR_TOKEN_TYPE_MISMATCH', `The token endpoint ${ctx.endpoint} answered a DPoP token request with token_type ${JSON.stringify(response.token_type.slice(0, 20))}; Bound does not downgrade a DPoP session to an unbound token`)
+      }
+    } else if (type !== 'bearer') {
+      throw new BoundError('ERR_TOKEN_TYPE_MISMATCH', `The token endpoint ${ctx.endpoint} issued token_type ${JSON.stringify(response.token_type.slice(0, 20))}, which this session cannot present (no DPoP key configured)`)
+    }
+    return { response, type: type === 'dpop' ? 'DPoP' : 'Bearer', attempts: attempt }
+  }
+}
+
+function isErrorBody(json: unknown): json is { error: string; error_description?: string; error_uri?: string } {
+  if (typeof json !== 'object' || json === null) return false
+  const j = json as Record<string, unknown>
+  return typeof j.error === 'string' && (j.error_description === undefined || typeof j.error_description === 'string') && (j.error_uri === undefined || typeof j.error_uri === 'string')
+}
+
+/** `Retry-After` (RFC 9110 §10.2.3) in seconds: delay-seconds or an HTTP-date; undefined when absent or unreadable. */
+export function retryAfterSeconds(headers: { get(name: string): string | null }, clock: Clock): number | undefined {
+  const value = headers.get('retry-after')?.trim()
+  if (!value) return undefined
+  if (/^\d{1,9}$/.test(value)) return Number(value)
+  const at = Date.parse(value)
+  return Number.isFinite(at) ? Math.max(0, Math.ceil((at - clock.now()) / 1000)) : undefined
+}
