@@ -135,11 +135,13 @@ export function createBoundFetch(options: BoundFetchOptions): BoundFetch {
       const retry = req.replayable ? decide(challenge, token, res) : undefined
       if (retry === 'nonce' && !nonceRetried) {
         nonceRetried = true
+        session.events.emit('nonce.challenge', { origin: url.origin, at: 'resource-server' })
         await res.body?.cancel().catch(() => {})
         continue
       }
       if (retry === 'token' && !tokenRetried) {
         tokenRetried = true
+        session.events.emit('challenge.invalid_token', { origin: url.origin, label: token.label })
         session.invalidate(token)
         await res.body?.cancel().catch(() => {})
         continue

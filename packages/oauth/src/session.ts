@@ -59,6 +59,7 @@ export interface SessionEvents {
   'token.refresh_failed': { cacheKey: string; code: string; message: string }
   'token.invalidated': { label: string; cacheKey: string }
   'nonce.challenge': { origin: string; at: 'authorization-server' | 'resource-server' }
+  'challenge.invalid_token': { origin: string; label: string }
 }
 
 /** A bound session: grant + client auth + binding + token manager. */

@@ -1,1 +1,42 @@
-export {}
+/**
+ * `@bound/testkit`: real servers on 127.0.0.1 for testing DPoP-bound (RFC 9449) and
+ * certificate-bound (RFC 8705) access tokens. For tests only, never for production.
+ *
+ * @packageDocumentation
+ */
+export { startTestkit } from './testkit.js'
+export type { Testkit, TestkitOptions } from './testkit.js'
+
+export { createTestPki, certificateThumbprint } from './pki.js'
+export type { ClientCertificateOptions, TestCertificate, TestPki, TestPkiOptions } from './pki.js'
+
+export { startAuthorizationServer, DEFAULT_SCOPE, DPOP_SIGNING_ALGS } from './authorization-server.js'
+export type {
+  AuthorizationServer,
+  AuthorizationServerCounters,
+  AuthorizationServerOptions,
+  MtlsClient,
+  PrivateKeyJwtClient,
+  ResourceRegistration,
+  SecretClient,
+  TestClients,
+} from './authorization-server.js'
+
+export { startResourceServer } from './resource-server.js'
+export type {
+  ResourceServer,
+  ResourceServerOptions,
+  RouteHandler,
+  VerifiedAuth,
+  VerifiedRequest,
+} from './resource-server.js'
+
+export type {
+  Binding,
+  ClaimsRequest,
+  ResourceServerControl,
+  ResourceServerCounters,
+  SeenRequest,
+  StepUpRequirement,
+} from './control.js'
+export type { DecodedProof } from './dpop-proof-check.js'

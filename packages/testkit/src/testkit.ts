@@ -1,0 +1,109 @@
+import {
+  startAuthorizationServer,
+  DEFAULT_SCOPE,
+  type AuthorizationServer,
+  type TestClients,
+} from './authorization-server.js'
+import { createTestPki, type TestPki } from './pki.js'
+import { startResourceServer, type ResourceServer } from './resource-server.js'
+
+/** Options of {@link startTestkit}. */
+export interface TestkitOptions {
+  /** Access token lifetime in seconds; default 300. */
+  accessTokenTtl?: number
+  /** The authorization server demands DPoP nonces (`use_dpop_nonce`); default true. */
+  asRequiresNonce?: boolean
+  /** The resource server demands DPoP nonces; default true. */
+  rsRequiresNonce?: boolean
+  /** Accept unbound Bearer tokens at the resource server; default false. */
+  allowUnboundBearer?: boolean
+  /** Log authorization server error details and resource server rejections to stderr; default false. */
+  verbose?: boolean
+}
+
+/** A running authorization server, resource server and PKI. */
+export interface Testkit {
+  pki: TestPki
+  as: AuthorizationServer
+  rs: ResourceServer
+  /** The authorization server issuer, `https://127.0.0.1:PORT`. */
+  issuer: string
+  /** Base URL of the resource server API (its origin). */
+  api: string
+  /** The resource indicator / audience of the resource server. */
+  resource: string
+  /** The test CA certificate (PEM); trust it to talk to both servers. */
+  ca: string
+  /** The registered clients and their credentials. */
+  clients: TestClients
+  /** Closes both servers and removes the PKI folder. Idempotent. */
+  close(): Promise<void>
+}
+
+/**
+ * Starts a test PKI, an oidc-provider authorization server and a verifying resource server, all
+ * on 127.0.0.1 with ephemeral ports.
+ *
+ * For tests only: never use any part of the testkit in production.
+ *
+ * @example
+ * ```ts
+ * const kit = await startTestkit()
+ * try {
+ *   // request a token from kit.issuer as kit.clients.secretBasic, call kit.api
+ * } finally {
+ *   await kit.close()
+ * }
+ * ```
+ */
+export async function startTestkit(options: TestkitOptions = {}): Promise<Testkit> {
+  const verbose = options.verbose ?? false
+  const pki = await createTestPki()
+  let as: AuthorizationServer | undefined
+  let rs: ResourceServer | undefined
+  try {
+    as = await startAuthorizationServer({
+      pki,
+      ...(options.accessTokenTtl === undefined ? {} : { accessTokenTtl: options.accessTokenTtl }),
+      requireNonce: options.asRequiresNonce ?? true,
+      verbose,
+    })
+    rs = await startResourceServer({
+      pki,
+      issuer: as.issuer,
+      jwksUri: as.jwksUri,
+      requireNonce: options.rsRequiresNonce ?? true,
+      allowUnboundBearer: options.allowUnboundBearer ?? false,
+      verbose,
+    })
+    as.addResource({ resource: rs.resource, scope: DEFAULT_SCOPE })
+    // Warm the key cache so the resource server keeps verifying through an AS outage.
+    await rs.refreshJwks()
+  } catch (error) {
+    await rs?.close()
+    await as?.close()
+    await pki.remove()
+    throw error
+  }
+
+  const authorizationServer = as
+  const resourceServer = rs
+  let closing: Promise<void> | undefined
+  return {
+    pki,
+    as: authorizationServer,
+    rs: resourceServer,
+    issuer: authorizationServer.issuer,
+    api: resourceServer.origin,
+    resource: resourceServer.resource,
+    ca: pki.caPem,
+    clients: authorizationServer.clients,
+    close() {
+      closing ??= (async () => {
+        await Promise.allSettled([resourceServer.close(), authorizationServer.close()])
+        await pki.remove()
+      })()
+      return closing
+    },
+  }
+}

@@ -1,0 +1,50 @@
+import { spawnSync } from 'node:child_process'
+import { readFileSync, mkdtempSync, writeFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { describe, expect, it } from 'vitest'
+import { publint } from 'publint'
+import { formatMessage } from 'publint/utils'
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+const packages = ['core', 'dpop', 'mtls', 'oauth', 'fetch', 'testkit']
+
+describe('packaging', () => {
+  it.each(packages)('@bound/%s passes publint --strict', async (name) => {
+    const pkgDir = join(root, 'packages', name)
+    const { messages } = await publint({ pkgDir, strict: true, level: 'suggestion' })
+    const pkg = JSON.parse(readFileSync(join(pkgDir, 'package.json'), 'utf8'))
+    const errors = messages.filter((m) => m.type !== 'suggestion').map((m) => formatMessage(m, pkg))
+    expect(errors).toEqual([])
+  })
+
+  it.each(packages)('@bound/%s is ESM-only, side-effect free, engines >= 20.19, exact external versions', (name) => {
+    const pkg = JSON.parse(readFileSync(join(root, 'packages', name, 'package.json'), 'utf8'))
+    expect(pkg).toMatchObject({ type: 'module', sideEffects: false, engines: { node: '>=20.19' } })
+    expect(pkg.exports['.']).toEqual({ types: './dist/index.d.ts', default: './dist/index.js' })
+    for (const [dep, range] of Object.entries(pkg.dependencies ?? {})) {
+      if (dep.startsWith('@bound/')) expect(range).toMatch(/^\^\d+\.\d+\.\d+$/)
+      else expect(range).toMatch(/^\d+\.\d+\.\d+$/)
+    }
+  })
+
+  it('a CommonJS caller can require() @bound/fetch on this Node', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'bound-cjs-'))
+    try {
+      const file = join(dir, 'caller.cjs')
+      writeFileSync(file, [
+        "const bound = require('@bound/fetch')",
+        "if (typeof bound.createBoundFetch !== 'function') throw new Error('createBoundFetch missing')",
+        "if (typeof bound.createSession !== 'function') throw new Error('createSession missing')",
+        "console.log('ok', Object.keys(bound).length)",
+      ].join('\n'))
+      const run = spawnSync(process.execPath, [file], { encoding: 'utf8', env: { ...process.env, NODE_PATH: join(root, 'node_modules') } })
+      expect(run.stderr.replace(/\(node:\d+\) ExperimentalWarning.*\n|\(Use `node --trace-warnings.*\n/g, '')).toBe('')
+      expect(run.status).toBe(0)
+      expect(run.stdout).toMatch(/^ok \d+/)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
