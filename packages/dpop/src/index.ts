@@ -1,5 +1,5 @@
-export { generateDpopKey, importDpopKey, fromSigner, jwkThumbprint, toPublicJwk, isPublicOnlyJwk, DPOP_ALGS } from './keys.js'
-export type { DpopAlg, DpopKey, DpopSigner, DpopKeyInput, GenerateDpopKeyOptions, PublicJwk } from './keys.js'
+export { generateDpopKey, importDpopKey, loadOrCreateDpopKey, fromSigner, jwkThumbprint, toPublicJwk, isPublicOnlyJwk, DPOP_ALGS } from './keys.js'
+export type { DpopAlg, DpopKey, DpopSigner, DpopKeyInput, DpopKeyPersistence, GenerateDpopKeyOptions, PublicJwk } from './keys.js'
 export { createProofBuilder, accessTokenHash } from './proof.js'
 export type { ProofBuilder, ProofInput } from './proof.js'
 export { createNonceStore, isValidNonce } from './nonce-store.js'

@@ -180,13 +180,14 @@ export async function generateDpopKey(options: GenerateDpopKeyOptions = {}): Pro
   if (!Number.isInteger(modulusLength) || modulusLength < 2048) {
     throw new BoundError('ERR_DPOP_KEY_INVALID', `RSA keys for DPoP must have at least 2048 bits (got ${modulusLength})`)
   }
-  const params =
-    alg === 'ES256' ? { name: 'ECDSA', namedCurve: 'P-256' }
-      : alg === 'ES384' ? { name: 'ECDSA', namedCurve: 'P-384' }
-        : alg === 'EdDSA' ? { name: 'Ed25519' }
-          : { name: alg === 'PS256' ? 'RSA-PSS' : 'RSASSA-PKCS1-v1_5', modulusLength, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' }
-  const pair = (await webcrypto.subtle.generateKey(params, false, ['sign', 'verify'])) as webcrypto.CryptoKeyPair
+  const pair = (await webcrypto.subtle.generateKey(keyGenParams(alg, modulusLength), false, ['sign', 'verify'])) as webcrypto.CryptoKeyPair
   return makeKey(alg, KeyObject.from(pair.privateKey), KeyObject.from(pair.publicKey))
+}
+
+function keyGenParams(alg: DpopAlg, modulusLength: number) {
+  if (alg === 'ES256' || alg === 'ES384') return { name: 'ECDSA', namedCurve: alg === 'ES256' ? 'P-256' : 'P-384' }
+  if (alg === 'EdDSA') return { name: 'Ed25519' }
+  return { name: alg === 'PS256' ? 'RSA-PSS' : 'RSASSA-PKCS1-v1_5', modulusLength, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' }
 }
 
 /** Key material {@link importDpopKey} accepts. */
@@ -273,4 +274,40 @@ export function fromSigner(signer: DpopSigner): DpopKey {
 function isCryptoKey(v: unknown): boolean {
   const ctor = (globalThis as { CryptoKey?: abstract new () => unknown }).CryptoKey
   return ctor !== undefined && v instanceof ctor
+}
+
+/** Where a workload keeps its DPoP key between restarts. Bound writes nothing unless given one. */
+export interface DpopKeyPersistence {
+  /** The stored private JWK, or undefined when there is none yet. */
+  load(): Promise<(NodeJwk & { alg?: string }) | undefined> | (NodeJwk & { alg?: string }) | undefined
+  /** Stores a newly generated private JWK (with its `alg`). Keep it like a password. */
+  save(jwk: NodeJwk & { alg: DpopAlg }): Promise<void> | void
+}
+
+/**
+ * Loads the workload's DPoP key through `persistence`, or generates one and saves it, so a
+ * restarted workload keeps its binding (`jkt`). A key that is persisted is, by necessity,
+ * extractable once — at generation, to hand it to `save`; use {@link generateDpopKey} when the
+ * binding need not survive restarts.
+ *
+ * @example
+ * ```ts
+ * const key = await loadOrCreateDpopKey({
+ *   load: async () => JSON.parse(await readFile(path, 'utf8').catch(() => 'null')) ?? undefined,
+ *   save: (jwk) => writeFile(path, JSON.stringify(jwk), { mode: 0o600 }),
+ * })
+ * ```
+ */
+export async function loadOrCreateDpopKey(persistence: DpopKeyPersistence, options: GenerateDpopKeyOptions = {}): Promise<DpopKey> {
+  const stored = await persistence.load()
+  if (stored !== undefined && stored !== null) {
+    return importDpopKey(stored, options.alg ? { alg: options.alg } : {})
+  }
+  const alg = options.alg ?? 'ES256'
+  if (!DPOP_ALGS.includes(alg)) throw new BoundError('ERR_DPOP_ALG_UNSUPPORTED', `unsupported alg ${JSON.stringify(alg)}`)
+  const pair = (await webcrypto.subtle.generateKey(keyGenParams(alg, options.modulusLength ?? 2048), true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair
+  const jwk = KeyObject.from(pair.privateKey).export({ format: 'jwk' })
+  const key = await importDpopKey(jwk, { alg })
+  await persistence.save({ ...jwk, alg })
+  return key
 }

@@ -93,3 +93,19 @@ describe('pluggable signer', () => {
     expect(() => fromSigner({ alg: 'EdDSA', publicJwk: publicKey.export({ format: 'jwk' }) as never, sign: () => new Uint8Array() })).toThrow(/OKP/)
   })
 })
+
+describe('loadOrCreateDpopKey (persistence hook)', () => {
+  it('generates and saves once, then a restarted workload loads the same binding', async () => {
+    const { loadOrCreateDpopKey } = await import('../src/index.js')
+    let stored: Record<string, unknown> | undefined
+    let saves = 0
+    const persistence = { load: () => stored as never, save: (jwk: Record<string, unknown>) => { saves++; stored = jwk } }
+    const first = await loadOrCreateDpopKey(persistence, { alg: 'EdDSA' })
+    expect(saves).toBe(1)
+    expect(stored).toMatchObject({ kty: 'OKP', alg: 'EdDSA', d: expect.any(String) })
+    const second = await loadOrCreateDpopKey(persistence)
+    expect(saves).toBe(1)
+    expect(second.jkt).toBe(first.jkt)
+    expect(second.alg).toBe('EdDSA')
+  })
+})

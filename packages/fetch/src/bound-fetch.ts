@@ -122,38 +122,51 @@ export function createBoundFetch(options: BoundFetchOptions): BoundFetch {
     }
   }
 
+  /** A challenge Bound answers, each at most once per request. */
+  type Reaction = 'nonce' | 'token' | 'clock'
+
   const sendWithCredentials = async (req: PreparedRequest, url: URL): Promise<Response> => {
     assertSecureUrl(url, `API origin ${url.origin}`)
-    let nonceRetried = false
-    let tokenRetried = false
+    const used = new Set<Reaction>()
     for (;;) {
       const token = await session.token({ signal: req.signal })
       const res = await send(req, url, token)
       if (res.status !== 401 && res.status !== 400 && res.status !== 403) return res
       const challenges = readChallenges(res.headers)
       const challenge = challengeFor(challenges, token.type === 'DPoP' ? 'dpop' : 'bearer')
-      const retry = req.replayable ? decide(challenge, token, res) : undefined
-      if (retry === 'nonce' && !nonceRetried) {
-        nonceRetried = true
-        session.events.emit('nonce.challenge', { origin: url.origin, at: 'resource-server' })
-        await res.body?.cancel().catch(() => {})
-        continue
+      if (token.type === 'DPoP' && session.dpop) {
+        // DPOP-24: the RS says which algs it takes; a key it refuses is a configuration error,
+        // never a reason to fall back to Bearer.
+        const algs = challenges.find((c) => c.scheme === 'dpop' && c.algs !== undefined)?.algs
+        if (algs && !algs.includes(session.dpop.key.alg)) {
+          await res.body?.cancel().catch(() => {})
+          session.dpop.assertAlgAccepted(algs, `The resource server ${url.origin}`)
+        }
       }
-      if (retry === 'token' && !tokenRetried) {
-        tokenRetried = true
+      const reaction = req.replayable ? react(challenge, token, res, url) : undefined
+      if (reaction === undefined || used.has(reaction)) {
+        attachChallenges(res, challenges)
+        return res
+      }
+      used.add(reaction)
+      if (reaction === 'nonce') session.events.emit('nonce.challenge', { origin: url.origin, at: 'resource-server' })
+      if (reaction === 'token') {
         session.events.emit('challenge.invalid_token', { origin: url.origin, label: token.label })
         session.invalidate(token)
-        await res.body?.cancel().catch(() => {})
-        continue
       }
-      attachChallenges(res, challenges)
-      return res
+      await res.body?.cancel().catch(() => {})
     }
   }
 
-  const decide = (challenge: ClassifiedChallenge | undefined, token: BoundToken, res: Response): 'nonce' | 'token' | undefined => {
+  const react = (challenge: ClassifiedChallenge | undefined, token: BoundToken, res: Response, url: URL): Reaction | undefined => {
     if (!challenge) return undefined
+    // DPOP-17/21: a nonce challenge (401, or a 400 from a confused RS) with a nonce to use: new proof, same token.
     if (challenge.kind === 'dpop-nonce' && token.type === 'DPoP' && res.headers.get('dpop-nonce') !== null) return 'nonce'
+    // DPOP-23/32: a rejected proof: learn the server's clock from Date (once per origin per minute), one new proof.
+    if (challenge.kind === 'invalid-dpop-proof' && token.type === 'DPoP') {
+      return session.dpop?.learnClockSkew(url, Date.parse(res.headers.get('date') ?? '')) ? 'clock' : undefined
+    }
+    // CHAL-13: invalid_token: drop that token generation, earn a new one (single-flight), retry once.
     if (challenge.kind === 'invalid-token' && res.status === 401) return 'token'
     return undefined
   }

@@ -60,6 +60,7 @@ export interface SessionEvents {
   'token.invalidated': { label: string; cacheKey: string }
   'nonce.challenge': { origin: string; at: 'authorization-server' | 'resource-server' }
   'challenge.invalid_token': { origin: string; label: string }
+  'key.rotated': { previousJkt: string; jkt: string; tokensDropped: number }
 }
 
 /** A bound session: grant + client auth + binding + token manager. */
@@ -77,6 +78,11 @@ export interface Session {
   token(request?: TokenRequest): Promise<BoundToken>
   /** Drops `token` when it is still the held generation (after `invalid_token`). */
   invalidate(token: BoundToken): void
+  /**
+   * Moves the session to a new DPoP key. Every token bound to the old key's `jkt` is dropped at
+   * once; the next request earns one bound to the new key.
+   */
+  rotateDpopKey(key: DpopKey): void
   /** The AS metadata (discovered once). */
   metadata(signal?: AbortSignal): Promise<AuthorizationServerMetadata | undefined>
   /** Stops timers and drops tokens; closes the transport it created. */
@@ -223,6 +229,15 @@ export function createSession(options: SessionOptions): Session {
     },
     invalidate(token) {
       if (manager.invalidate(token)) events.emit('token.invalidated', { label: token.label, cacheKey: token.cacheKey })
+    },
+    rotateDpopKey(key) {
+      if (!dpop) throw new BoundError('ERR_INVALID_CONFIG', 'rotateDpopKey: this session has no DPoP key')
+      if (typeof key?.sign !== 'function' || typeof key.jkt !== 'string') throw new BoundError('ERR_INVALID_CONFIG', 'rotateDpopKey needs a key from generateDpopKey() or importDpopKey()')
+      const previousJkt = dpop.jkt
+      if (previousJkt === key.jkt) return
+      dpop.rotate(key)
+      const tokensDropped = manager.dropWhere((t) => t.binding.jkt === previousJkt)
+      events.emit('key.rotated', { previousJkt, jkt: key.jkt, tokensDropped })
     },
     async close() {
       manager.close()

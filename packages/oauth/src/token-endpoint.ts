@@ -68,6 +68,8 @@ export interface TokenEndpointResult {
  */
 export async function requestTokenFromEndpoint(ctx: TokenRequestContext): Promise<TokenEndpointResult> {
   const maxBytes = ctx.maxBytes ?? 1_048_576
+  let nonceRetried = false
+  let skewRetried = false
   for (let attempt = 1; ; attempt++) {
     const now = Math.floor(ctx.clock.now() / 1000)
     const body = new URLSearchParams()
@@ -95,12 +97,23 @@ export async function requestTokenFromEndpoint(ctx: TokenRequestContext): Promis
       const error = isErrorBody(json) ? json : undefined
       // DPOP-16/21: decide on the error code (and the nonce header), whatever the status.
       const nonceChallenge = error?.error === 'use_dpop_nonce'
-      ctx.onResponse?.({ status: res.status, nonceRetry: nonceChallenge && attempt === 1 })
+      ctx.onResponse?.({ status: res.status, nonceRetry: nonceChallenge && !nonceRetried })
       if (nonceChallenge && ctx.dpop) {
         if (nonce === 'none' || nonce === 'invalid') {
           throw new BoundError('ERR_DPOP_NONCE_INVALID', `The token endpoint ${ctx.endpoint} asked for a DPoP nonce but sent ${nonce === 'none' ? 'no' : 'an invalid'} DPoP-Nonce header`)
         }
-        if (attempt === 1) continue
+        if (!nonceRetried) {
+          nonceRetried = true
+          continue
+        }
+      }
+      // DPOP-23/32: a proof rejected (often for its iat): learn the AS clock from Date, retry once.
+      if (error?.error === 'invalid_dpop_proof' && ctx.dpop && !skewRetried) {
+        const date = Date.parse(res.headers.get('date') ?? '')
+        if (ctx.dpop.learnClockSkew(ctx.endpoint, date)) {
+          skewRetried = true
+          continue
+        }
       }
       if (error) {
         throw new TokenEndpointError({ error: error.error, error_description: error.error_description, error_uri: error.error_uri, status: res.status, endpoint: ctx.endpoint, retryAfter: retryAfterSeconds(res.headers, ctx.clock) })

@@ -33,6 +33,8 @@ export interface TokenManager {
   invalidate(token: BoundToken): boolean
   /** Drops every held token. */
   clear(): void
+  /** Drops the held tokens `predicate` picks (e.g. those bound to a key that was rotated away). */
+  dropWhere(predicate: (token: BoundToken) => boolean): number
   /** The tokens currently held. */
   held(): BoundToken[]
   close(): void
@@ -107,6 +109,16 @@ export function createTokenManager(options: TokenManagerOptions): TokenManager {
       return false
     },
     clear: () => entries.clear(),
+    dropWhere(predicate) {
+      let dropped = 0
+      for (const [key, entry] of entries) {
+        if (predicate(entry.token)) {
+          entries.delete(key)
+          dropped++
+        }
+      }
+      return dropped
+    },
     held: () => [...entries.values()].map((e) => e.token),
     close() {
       closed = true

@@ -119,6 +119,11 @@ export interface AuthorizationServerCounters {
 export interface AuthorizationServer {
   /** `https://127.0.0.1:PORT` */
   issuer: string
+  /**
+   * Test fault: rewrite every successful token response with `fault` (e.g.
+   * `(body) => ({ ...body, token_type: 'Bearer' })`); `undefined` turns it off.
+   */
+  setTokenResponseFault(fault: ((body: Record<string, unknown>) => Record<string, unknown>) | undefined): void
   /** Origin of the second listener that serves the `mtls_endpoint_aliases`. */
   mtlsOrigin: string
   /** RFC 8414 metadata URL (`/.well-known/oauth-authorization-server`). */
@@ -459,6 +464,15 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
     },
   })
 
+  let tokenResponseFault: ((body: Record<string, unknown>) => Record<string, unknown>) | undefined
+  // Test faults: rewrite a successful token response (e.g. a Bearer token_type for a DPoP request).
+  provider.use(async (ctx, next) => {
+    await next()
+    if (tokenResponseFault && ctx.method === 'POST' && ctx.path === '/token' && ctx.status === 200 && typeof ctx.body === 'object' && ctx.body !== null) {
+      ctx.body = tokenResponseFault({ ...(ctx.body as Record<string, unknown>) })
+    }
+  })
+
   let counters = newCounters()
   const countTokenRequests: KoaMiddleware = async (ctx, next) => {
     if (ctx.method !== 'POST' || ctx.path !== '/token') {
@@ -539,6 +553,9 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
       return running
     },
     addResource,
+    setTokenResponseFault(fault) {
+      tokenResponseFault = fault
+    },
     counters: () => structuredClone(counters),
     resetCounters: () => {
       counters = newCounters()

@@ -42,6 +42,12 @@ export interface ResourceServerOptions {
   clockTolerance?: number
   /** Serve the JSON control API under `/_testkit/`; default true. */
   controlApi?: boolean
+  /**
+   * DPoP proof algs this RS accepts (its challenges' `algs` and its metadata's
+   * `dpop_signing_alg_values_supported`); proofs with another alg get `invalid_dpop_proof`.
+   * Default every alg the testkit supports.
+   */
+  dpopSigningAlgs?: string[]
   /** Log rejections to stderr; default false. */
   verbose?: boolean
 }
@@ -102,7 +108,17 @@ const METADATA_PATH = '/.well-known/oauth-protected-resource'
 const BODY_LIMIT = 1024 * 1024
 const PRIVATE_PATH_PREFIX = '/_testkit/'
 const ALGS = [...DPOP_SIGNING_ALGS]
-const ALGS_PARAM = ALGS.join(' ')
+
+/** The `alg` of a compact JWS header, when it can be read. */
+function proofHeaderAlg(proof: string | undefined): string | undefined {
+  if (proof === undefined) return undefined
+  try {
+    const header = JSON.parse(Buffer.from(proof.split('.')[0] ?? '', 'base64url').toString('utf8')) as { alg?: unknown }
+    return typeof header.alg === 'string' ? header.alg : undefined
+  } catch {
+    return undefined
+  }
+}
 const NO_BODY = new Set(['GET', 'HEAD'])
 
 function readBody(req: IncomingMessage): Promise<Buffer> {
@@ -171,6 +187,8 @@ export async function startResourceServer(options: ResourceServerOptions): Promi
   const allowUnboundBearer = options.allowUnboundBearer ?? false
   const clockTolerance = options.clockTolerance ?? 0
   const maxProofAgeSeconds = options.maxProofAgeSeconds ?? 60
+  const dpopAlgs = options.dpopSigningAlgs ?? ALGS
+  const dpopAlgsParam = dpopAlgs.join(' ')
   const controlApi = options.controlApi ?? true
   const scopes = options.scopes ?? DEFAULT_SCOPE.split(' ')
 
@@ -213,7 +231,7 @@ export async function startResourceServer(options: ResourceServerOptions): Promi
     description: 'no access token',
     binding: 'none',
     challenges: [
-      { scheme: 'DPoP', params: [['algs', ALGS_PARAM]] },
+      { scheme: 'DPoP', params: [['algs', dpopAlgsParam]] },
       { scheme: 'Bearer', params: [['resource_metadata', `${origin}${METADATA_PATH}`]] },
     ],
   })
@@ -221,7 +239,7 @@ export async function startResourceServer(options: ResourceServerOptions): Promi
   const reject = (binding: Binding, error: string, description: string, extra: Challenge['params'] = []): Rejection => {
     const scheme = binding === 'dpop' ? 'DPoP' : 'Bearer'
     const params: Challenge['params'] = [['error', error], ['error_description', description], ...extra]
-    if (scheme === 'DPoP') params.push(['algs', ALGS_PARAM])
+    if (scheme === 'DPoP') params.push(['algs', dpopAlgsParam])
     return { status: 401, error, description, binding, challenges: [{ scheme, params }] }
   }
 
@@ -247,6 +265,10 @@ export async function startResourceServer(options: ResourceServerOptions): Promi
     const proofHeader = req.headers['dpop']
     const proof = Array.isArray(proofHeader) ? proofHeader.join(',') : proofHeader
     const method = req.method ?? 'GET'
+    const proofAlg = proofHeaderAlg(proof)
+    if (proofAlg !== undefined && !dpopAlgs.includes(proofAlg)) {
+      return { ok: false, ...reject('dpop', 'invalid_dpop_proof', `DPoP proof alg ${proofAlg} is not accepted here`) }
+    }
 
     let request: Request
     try {
@@ -532,7 +554,7 @@ export async function startResourceServer(options: ResourceServerOptions): Promi
         resource,
         authorization_servers: [issuer],
         bearer_methods_supported: ['header'],
-        dpop_signing_alg_values_supported: ALGS,
+        dpop_signing_alg_values_supported: dpopAlgs,
         dpop_bound_access_tokens_required: false,
         tls_client_certificate_bound_access_tokens: true,
         scopes_supported: scopes,
