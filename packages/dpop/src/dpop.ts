@@ -67,6 +67,9 @@ export function createDpop(options: DpopOptions): Dpop {
   const nonces = createNonceStore({ max: options.maxNonceOrigins ?? 1000 })
   const skews = createLru<string, { offsetMs: number; learnedAt: number }>(options.maxNonceOrigins ?? 1000)
   let builder: ProofBuilder = createProofBuilder(options.key)
+  let lastUrl: string | undefined
+  let lastOrigin = ''
+  let lastHtu = ''
   let lastToken: string | undefined
   let lastAth: string | undefined
 
@@ -79,8 +82,21 @@ export function createDpop(options: DpopOptions): Dpop {
     },
     nonces,
     proof(method, url, proofOptions) {
-      const u = typeof url === 'string' ? new URL(url) : url
-      const origin = u.origin
+      let origin: string
+      let htu: string
+      if (typeof url === 'string' && url === lastUrl) {
+        origin = lastOrigin
+        htu = lastHtu
+      } else {
+        const u = typeof url === 'string' ? new URL(url) : url
+        origin = u.origin
+        htu = normalizeHtu(u)
+        if (typeof url === 'string') {
+          lastUrl = url
+          lastOrigin = origin
+          lastHtu = htu
+        }
+      }
       let ath: string | undefined
       const token = proofOptions?.accessToken
       if (token !== undefined) {
@@ -92,7 +108,7 @@ export function createDpop(options: DpopOptions): Dpop {
       }
       const skew = skews.size === 0 ? undefined : skews.get(origin)
       const now = clock.now() + (skew?.offsetMs ?? 0)
-      return builder.build({ htm: method.toUpperCase(), htu: normalizeHtu(u), iat: Math.floor(now / 1000), ath, nonce: nonces.get(origin) })
+      return builder.build({ htm: method === 'GET' || method === 'POST' ? method : method.toUpperCase(), htu, iat: Math.floor(now / 1000), ath, nonce: nonces.get(origin) })
     },
     observe: (url, headers) => nonces.observe(typeof url === 'string' ? new URL(url).origin : url.origin, headers),
     rotate(key) {

@@ -29,11 +29,11 @@ export function accessTokenHash(accessToken: string): string {
   return createHash('sha256').update(accessToken).digest('base64url')
 }
 
-const JTI_BYTES = 16 // 128 bits
+const JTI_CHARS = 22 // 22 × 6 = 132 random bits (DPOP-03 asks for ≥ 96, issue 3 for ≥ 128)
 
 /**
  * Creates a {@link ProofBuilder} for `key`. The protected header (`typ`, `alg`, `jwk`) is encoded
- * once; each proof adds a 128-bit CSPRNG `jti` and signs synchronously when the key allows.
+ * once; each proof adds a 132-bit CSPRNG `jti` and signs synchronously when the key allows.
  *
  * @example
  * ```ts
@@ -42,26 +42,38 @@ const JTI_BYTES = 16 // 128 bits
  * ```
  */
 export function createProofBuilder(key: DpopKey): ProofBuilder {
-  const header = Buffer.from(JSON.stringify({ typ: 'dpop+jwt', alg: key.alg, jwk: key.publicJwk })).toString('base64url')
-  const prefix = `${header}.`
-  // A pool of random bytes, refilled in bulk: one CSPRNG call per 256 proofs.
-  const pool = Buffer.allocUnsafe(JTI_BYTES * 256)
-  let offset = pool.length
+  const prefix = `${Buffer.from(JSON.stringify({ typ: 'dpop+jwt', alg: key.alg, jwk: key.publicJwk })).toString('base64url')}.`
+  // jti: 22 base64url characters (132 bits) cut from one CSPRNG draw, refilled every 186 proofs.
+  const pool = Buffer.allocUnsafe(3 * 1364)
+  let chars = ''
+  let offset = 0
   const nextJti = () => {
-    if (offset >= pool.length) {
+    if (offset + JTI_CHARS > chars.length) {
       randomFillSync(pool)
+      chars = pool.toString('base64url')
       offset = 0
     }
-    const jti = pool.toString('base64url', offset, offset + JTI_BYTES)
-    offset += JTI_BYTES
+    const jti = chars.slice(offset, offset + JTI_CHARS)
+    offset += JTI_CHARS
     return jti
   }
+  // JSON-encoded strings that repeat from proof to proof (the same URL, the same nonce).
+  const json = (cache: { raw?: string; encoded?: string }, value: string) => {
+    if (cache.raw !== value) {
+      cache.raw = value
+      cache.encoded = JSON.stringify(value)
+    }
+    return cache.encoded as string
+  }
+  const htuCache = {}
+  const htmCache = {}
+  const nonceCache = {}
   return {
     key,
     build(input) {
-      let payload = `{"jti":${input.jti === undefined ? `"${nextJti()}"` : JSON.stringify(input.jti)},"htm":${JSON.stringify(input.htm)},"htu":${JSON.stringify(input.htu)},"iat":${Math.floor(input.iat)}`
+      let payload = `{"jti":${input.jti === undefined ? `"${nextJti()}"` : JSON.stringify(input.jti)},"htm":${json(htmCache, input.htm)},"htu":${json(htuCache, input.htu)},"iat":${Math.floor(input.iat)}`
       if (input.ath !== undefined) payload += `,"ath":"${input.ath}"`
-      if (input.nonce !== undefined) payload += `,"nonce":${JSON.stringify(input.nonce)}`
+      if (input.nonce !== undefined) payload += `,"nonce":${json(nonceCache, input.nonce)}`
       payload += '}'
       const signingInput = prefix + Buffer.from(payload).toString('base64url')
       const signature = key.sign(Buffer.from(signingInput, 'latin1'))
