@@ -108,7 +108,7 @@ export function createDpop(options: DpopOptions): Dpop {
       }
       const skew = skews.size === 0 ? undefined : skews.get(origin)
       const now = clock.now() + (skew?.offsetMs ?? 0)
-      return builder.build({ htm: method === 'GET' || method === 'POST' ? method : method.toUpperCase(), htu, iat: Math.floor(now / 1000), ath, nonce: nonces.get(origin) })
+      return builder.build({ htm: normalizeMethod(method), htu, iat: Math.floor(now / 1000), ath, nonce: nonces.get(origin) })
     },
     observe: (url, headers) => nonces.observe(typeof url === 'string' ? new URL(url).origin : url.origin, headers),
     rotate(key) {
@@ -135,4 +135,13 @@ export function createDpop(options: DpopOptions): Dpop {
     },
   }
   return dpop
+}
+
+const FETCH_NORMALISED = new Set(['DELETE', 'GET', 'HEAD', 'OPTIONS', 'POST', 'PUT'])
+
+/** `htm` is the method as sent: fetch upper-cases only its six standard methods (DPOP-04). */
+function normalizeMethod(method: string): string {
+  if (method === 'GET' || method === 'POST') return method
+  const upper = method.toUpperCase()
+  return FETCH_NORMALISED.has(upper) ? upper : method
 }

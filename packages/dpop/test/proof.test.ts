@@ -76,6 +76,12 @@ describe('proofs', () => {
     expect(store.size).toBe(100)
   })
 
+  it('DPOP-04: htm upper-cases only the methods fetch normalises; others stay as sent', async () => {
+    const dpop = createDpop({ key: await generateDpopKey() })
+    const htm = (m: string) => decode(dpop.proof(m, 'https://a.example/') as string).payload.htm
+    expect(['get', 'post', 'put', 'delete', 'head', 'options', 'patch', 'purge', 'PATCH'].map(htm)).toEqual(['GET', 'POST', 'PUT', 'DELETE', 'HEAD', 'OPTIONS', 'patch', 'purge', 'PATCH'])
+  })
+
   it('rotate: proofs switch to the new key', async () => {
     const dpop = createDpop({ key: await generateDpopKey() })
     const before = dpop.jkt

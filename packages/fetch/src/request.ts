@@ -6,7 +6,7 @@ export interface PreparedRequest {
   method: string
   headers: Headers
   /** A body that can be sent again (string / bytes), `null` for none, or a one-shot stream. */
-  body: string | Uint8Array | null | ReadableStream<Uint8Array>
+  body: string | Uint8Array | null | ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>
   replayable: boolean
   signal: AbortSignal | undefined
   redirect: 'follow' | 'manual' | 'error'
@@ -62,11 +62,12 @@ export async function prepareRequest(input: Input, init: RequestInit | undefined
         const type = encoded.headers.get('content-type')
         if (type && !headers.has('content-type')) headers.set('content-type', type)
         body = new Uint8Array(await encoded.arrayBuffer())
-      } else if (typeof (b as ReadableStream).getReader === 'function') {
+      } else if (typeof (b as ReadableStream).getReader === 'function' || typeof (b as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function') {
+        // a web stream, a Node Readable or an async iterable: sent once, never replayed
         body = b as ReadableStream<Uint8Array>
         replayable = false
       } else {
-        body = String(b)
+        throw new BoundError('ERR_INVALID_INPUT', `fetch: unsupported body type ${Object.prototype.toString.call(b)}`)
       }
     }
   }
@@ -74,11 +75,26 @@ export async function prepareRequest(input: Input, init: RequestInit | undefined
   return { url, method, headers, body, replayable, signal, redirect }
 }
 
-const UPPER = new Set(['DELETE', 'GET', 'HEAD', 'OPTIONS', 'POST', 'PUT', 'PATCH'])
+// The methods fetch normalises (PATCH is not one of them: fetch('…', { method: 'patch' }) sends "patch").
+const UPPER = new Set(['DELETE', 'GET', 'HEAD', 'OPTIONS', 'POST', 'PUT'])
 
 /** Fetch's method normalisation: the standard methods upper-cased, others kept as given. */
 function normalizeMethod(method: string): string {
   const upper = method.toUpperCase()
   if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(method)) throw new BoundError('ERR_INVALID_INPUT', 'fetch: invalid HTTP method')
   return UPPER.has(upper) ? upper : method
+}
+
+const NULL_BODY = new Set([101, 103, 204, 205, 304])
+
+/**
+ * Re-wraps undici's `Response` as the global `Response` class (Node's own undici copy differs from
+ * ours), keeping status, headers, body stream, `url` and `redirected`.
+ */
+export function toGlobalResponse(res: Response, url: URL, redirected: boolean): Response {
+  if (res instanceof globalThis.Response) return res
+  const out = new globalThis.Response(NULL_BODY.has(res.status) ? null : res.body, { status: res.status, statusText: res.statusText, headers: res.headers as unknown as HeadersInit })
+  Object.defineProperty(out, 'url', { value: url.href })
+  if (redirected) Object.defineProperty(out, 'redirected', { value: true })
+  return out
 }

@@ -1,4 +1,4 @@
-import { rootCertificates } from 'node:tls'
+import { createSecureContext, rootCertificates } from 'node:tls'
 import { Agent, fetch as undiciFetch, type Dispatcher } from 'undici'
 import { BoundError } from '@bound/core'
 
@@ -36,15 +36,20 @@ export interface TransportOptions {
 export type TransportFetch = (input: string | URL, init?: Parameters<typeof undiciFetch>[1]) => Promise<Awaited<ReturnType<typeof undiciFetch>>>
 
 /**
- * How Bound talks HTTP: undici's own `fetch` paired with an undici `Agent` from the same copy
+ * How Bound talks HTTP: undici's own `fetch` paired with undici `Agent`s from the same copy
  * (never a userland Agent handed to Node's global fetch), with the trust anchors and client
- * certificate given.
+ * certificate given. The certificate goes only where `fetch` is used; `anonymousFetch` never
+ * presents it. Key material lives in a TLS secure context made once, never in plain options.
  */
 export interface Transport {
-  /** undici's `fetch` over this transport's dispatcher. */
+  /** undici's `fetch`, presenting the client certificate when one is configured. */
   readonly fetch: TransportFetch
-  /** The undici dispatcher (Agent) behind it. */
+  /** undici's `fetch` that never presents a client certificate (for origins that get no credentials). */
+  readonly anonymousFetch: TransportFetch
+  /** The dispatcher behind `fetch`. */
   readonly dispatcher: Dispatcher
+  /** Whether a client certificate is configured. */
+  readonly hasClientCertificate: boolean
   /** Closes pooled connections. Further requests fail with `ERR_CLOSED`. */
   close(): Promise<void>
 }
@@ -63,32 +68,42 @@ const toList = (ca: Pem | readonly Pem[] | undefined): Pem[] => (ca === undefine
  */
 export function createTransport(options: TransportOptions = {}): Transport {
   const extra = toList(options.ca)
-  const connect: Record<string, unknown> = {
-    ca: extra.length > 0 ? [...rootCertificates, ...extra] : undefined,
-    rejectUnauthorized: true,
-    timeout: options.connectTimeout ?? 10_000,
+  const ca = extra.length > 0 ? [...rootCertificates, ...extra] : undefined
+  const agentFor = (clientCertificate: ClientCertificatePem | undefined) => {
+    let secureContext
+    try {
+      secureContext = createSecureContext({
+        ...(ca ? { ca } : {}),
+        ...(clientCertificate ? { cert: clientCertificate.cert, key: clientCertificate.key, ...(clientCertificate.passphrase !== undefined ? { passphrase: clientCertificate.passphrase } : {}) } : {}),
+      })
+    } catch (err) {
+      const code = (err as { code?: string }).code
+      throw new BoundError(clientCertificate ? 'ERR_MTLS_CERTIFICATE_INVALID' : 'ERR_INVALID_CONFIG', `The TLS ${clientCertificate ? 'client certificate or key' : 'trust anchors (ca)'} could not be loaded${code ? ` (${code})` : ''}`)
+    }
+    return new Agent({
+      connect: { secureContext, rejectUnauthorized: true, timeout: options.connectTimeout ?? 10_000 },
+      keepAliveTimeout: options.keepAliveTimeout ?? 4_000,
+      maxHeaderSize: options.maxHeaderSize ?? 65_536,
+    })
   }
-  if (options.clientCertificate) {
-    connect.cert = options.clientCertificate.cert
-    connect.key = options.clientCertificate.key
-    if (options.clientCertificate.passphrase !== undefined) connect.passphrase = options.clientCertificate.passphrase
-  }
-  const agent = new Agent({
-    connect,
-    keepAliveTimeout: options.keepAliveTimeout ?? 4_000,
-    maxHeaderSize: options.maxHeaderSize ?? 65_536,
-  })
+  const agent = agentFor(options.clientCertificate)
+  const anonymous = options.clientCertificate ? agentFor(undefined) : agent
   let closed = false
-  return {
-    dispatcher: agent,
-    fetch(input, init) {
-      if (closed) return Promise.reject(new BoundError('ERR_CLOSED', 'The transport is closed'))
-      return undiciFetch(input, { ...init, dispatcher: agent })
-    },
+  const via = (dispatcher: Dispatcher): TransportFetch => (input, init) => {
+    if (closed) return Promise.reject(new BoundError('ERR_CLOSED', 'The transport is closed'))
+    return undiciFetch(input, { ...init, dispatcher })
+  }
+  const transport = {
+    fetch: via(agent),
+    anonymousFetch: via(anonymous),
+    hasClientCertificate: options.clientCertificate !== undefined,
     async close() {
       if (closed) return
       closed = true
-      await agent.close()
+      await Promise.all([agent.close(), anonymous === agent ? undefined : anonymous.close()])
     },
   }
+  // not enumerable: loggers walking the session do not descend into undici's internals
+  Object.defineProperty(transport, 'dispatcher', { value: agent, enumerable: false })
+  return transport as Transport
 }

@@ -6,7 +6,7 @@ import { noClientAuth, type ClientAuth } from './client-auth.js'
 import { discoverAuthorizationServer, type AuthorizationServerMetadata } from './discovery.js'
 import type { Grant } from './grants.js'
 import { requestTokenFromEndpoint } from './token-endpoint.js'
-import { createTokenManager, waitFor, type RefreshOptions } from './token-manager.js'
+import { createTokenManager, waitFor, type BackoffOptions, type RefreshOptions } from './token-manager.js'
 import { createBoundToken, type BoundToken } from './token.js'
 
 /** Options of {@link createSession}. */
@@ -33,6 +33,8 @@ export interface SessionOptions {
   defaultLifetime?: number
   /** Refresh-ahead schedule. */
   refresh?: RefreshOptions
+  /** Back-off after failed token requests. */
+  backoff?: BackoffOptions
   /** Accept `token_type: Bearer` from the AS for a DPoP request. Default false (fail closed). */
   acceptBearerDowngrade?: boolean
   /** Origins whose DPoP nonces are kept at most. Default 1,000. */
@@ -160,7 +162,10 @@ export function createSession(options: SessionOptions): Session {
 
   const manager = createTokenManager({
     clock,
+    // a token bound to a key the session rotated away from is never served again
+    accept: (token) => token.type !== 'DPoP' || token.binding.jkt === dpop?.jkt,
     ...(options.refresh ? { refresh: options.refresh } : {}),
+    ...(options.backoff ? { backoff: options.backoff } : {}),
     onBackgroundError(cacheKey, err) {
       events.emit('token.refresh_failed', { cacheKey, code: err instanceof BoundError ? err.code : 'ERR_UNKNOWN', message: err instanceof Error ? err.message : String(err) })
     },
@@ -170,7 +175,6 @@ export function createSession(options: SessionOptions): Session {
       try {
         const endpoint = await tokenEndpoint(signal)
         if (dpop) dpop.assertAlgAccepted((await metadata(signal))?.dpop_signing_alg_values_supported, `The authorization server ${options.issuer ?? endpoint}`)
-        const jkt = dpop?.jkt
         const result = await requestTokenFromEndpoint({
           endpoint,
           issuer: options.issuer,
@@ -200,7 +204,7 @@ export function createSession(options: SessionOptions): Session {
           scope: response.scope ?? request.scope ?? options.grant.scope,
           cacheKey,
           generation,
-          binding: result.type === 'DPoP' && jkt ? { jkt } : {},
+          binding: result.type === 'DPoP' && result.jkt ? { jkt: result.jkt } : {},
         })
         events.emit('token.acquired', { label: token.label, cacheKey, type: token.type, expiresAt: token.expiresAt, attempts: result.attempts, waitMs: receivedAt - started })
         return token

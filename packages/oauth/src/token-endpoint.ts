@@ -18,7 +18,8 @@ export interface TokenResponse {
 }
 
 const tokenResponseSchema = z.object({
-  access_token: z.string().min(1).max(65_536),
+  // RFC 6750 §2.1 b64token: anything else could not be sent unaltered in a header (AT-02).
+  access_token: z.string().min(1).max(65_536).regex(/^[A-Za-z0-9\-._~+/]+=*$/, 'not a b64token'),
   token_type: z.string().min(1).max(64),
   expires_in: z
     .union([z.number(), z.string().regex(/^\d{1,10}$/).transform(Number)])
@@ -58,6 +59,8 @@ export interface TokenEndpointResult {
   type: 'DPoP' | 'Bearer'
   /** How many HTTP requests it took (2 after a nonce challenge). */
   attempts: number
+  /** Thumbprint of the DPoP key that signed the successful request's proof. */
+  jkt: string | undefined
 }
 
 /**
@@ -76,6 +79,7 @@ export async function requestTokenFromEndpoint(ctx: TokenRequestContext): Promis
     await ctx.grant.params(body, { resource: ctx.resource, scope: ctx.scope, extra: ctx.extra, now })
     const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' }
     await ctx.clientAuth.apply({ clientId: ctx.clientId, issuer: ctx.issuer, endpoint: ctx.endpoint, body, headers, now })
+    const jkt = ctx.dpop?.jkt
     if (ctx.dpop) headers.dpop = await ctx.dpop.proof('POST', ctx.endpoint)
 
     let res
@@ -137,7 +141,7 @@ export async function requestTokenFromEndpoint(ctx: TokenRequestContext): Promis
     } else if (type !== 'bearer') {
       throw new BoundError('ERR_TOKEN_TYPE_MISMATCH', `The token endpoint ${ctx.endpoint} issued token_type ${JSON.stringify(response.token_type.slice(0, 20))}, which this session cannot present (no DPoP key configured)`)
     }
-    return { response, type: type === 'dpop' ? 'DPoP' : 'Bearer', attempts: attempt }
+    return { response, type: type === 'dpop' ? 'DPoP' : 'Bearer', attempts: attempt, jkt }
   }
 }
 

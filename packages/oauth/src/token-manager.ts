@@ -1,4 +1,4 @@
-import { BoundError, createSingleFlight, type Clock } from '@bound/core'
+import { BoundError, TokenEndpointError, createSingleFlight, type Clock } from '@bound/core'
 import type { BoundToken } from './token.js'
 
 /** When to refresh ahead of expiry. */
@@ -13,10 +13,23 @@ export interface RefreshOptions {
   expirySkewSeconds?: number
 }
 
+/** Back-off after failed token requests (exponential, full jitter, `Retry-After` honoured). */
+export interface BackoffOptions {
+  /** First back-off ceiling, in seconds. Default 1. */
+  initialSeconds?: number
+  /** Largest back-off ceiling, in seconds. Default 60. */
+  maxSeconds?: number
+  /** Longest `Retry-After` honoured, in seconds. Default 3,600. */
+  maxRetryAfterSeconds?: number
+}
+
 /** Options of {@link createTokenManager}. */
 export interface TokenManagerOptions {
   clock: Clock
   refresh?: RefreshOptions
+  backoff?: BackoffOptions
+  /** Whether a held token may still be served (e.g. its binding is still the session's). Default: always. */
+  accept?(token: BoundToken): boolean
   /** Random source in [0, 1) for jitter. Default `Math.random`. */
   random?: () => number
   /** Earns a new token for a cache key. */
@@ -46,6 +59,12 @@ interface Entry {
   usableUntil: number
 }
 
+interface Failure {
+  count: number
+  nextAttemptAt: number
+  error: unknown
+}
+
 /**
  * Creates a {@link TokenManager}.
  *
@@ -62,7 +81,12 @@ export function createTokenManager(options: TokenManagerOptions): TokenManager {
   const jitter = options.refresh?.jitter ?? 0.1
   const skewMs = (options.refresh?.expirySkewSeconds ?? 2) * 1000
   if (!(ahead > 0 && ahead < 1)) throw new BoundError('ERR_INVALID_CONFIG', 'refresh.ahead must be between 0 and 1 (exclusive)')
+  const initialMs = (options.backoff?.initialSeconds ?? 1) * 1000
+  const maxMs = (options.backoff?.maxSeconds ?? 60) * 1000
+  const maxRetryAfterMs = (options.backoff?.maxRetryAfterSeconds ?? 3600) * 1000
+  const accept = options.accept ?? (() => true)
   const entries = new Map<string, Entry>()
+  const failures = new Map<string, Failure>()
   const generations = new Map<string, number>()
   const flights = createSingleFlight<string, BoundToken>()
   let closed = false
@@ -79,10 +103,24 @@ export function createTokenManager(options: TokenManagerOptions): TokenManager {
     flights.run(cacheKey, async () => {
       const generation = (generations.get(cacheKey) ?? 0) + 1
       generations.set(cacheKey, generation)
-      const token = await options.earn(cacheKey, generation, signal)
-      if (!closed) entries.set(cacheKey, schedule(token))
+      let token: BoundToken
+      try {
+        token = await options.earn(cacheKey, generation, signal)
+      } catch (err) {
+        if (!signal?.aborted) recordFailure(cacheKey, err)
+        throw err
+      }
+      failures.delete(cacheKey)
+      if (!closed && accept(token)) entries.set(cacheKey, schedule(token))
       return token
     })
+
+  const recordFailure = (cacheKey: string, error: unknown) => {
+    const count = (failures.get(cacheKey)?.count ?? 0) + 1
+    const ceiling = Math.min(maxMs, initialMs * 2 ** Math.min(count - 1, 30))
+    const retryAfterMs = error instanceof TokenEndpointError && error.retryAfter !== undefined ? Math.min(error.retryAfter * 1000, maxRetryAfterMs) : 0
+    failures.set(cacheKey, { count, nextAttemptAt: clock.now() + Math.max(retryAfterMs, random() * ceiling), error })
+  }
 
   return {
     async get(cacheKey, signal) {
@@ -90,15 +128,23 @@ export function createTokenManager(options: TokenManagerOptions): TokenManager {
       signal?.throwIfAborted()
       const entry = entries.get(cacheKey)
       const now = clock.now()
-      if (entry && now < entry.usableUntil) {
-        if (now >= entry.refreshAt && !flights.has(cacheKey)) {
+      const failure = failures.get(cacheKey)
+      const backingOff = failure !== undefined && now < failure.nextAttemptAt
+      if (entry && now < entry.usableUntil && accept(entry.token)) {
+        if (now >= entry.refreshAt && !backingOff && !flights.has(cacheKey)) {
           // Background refresh: callers keep the current token meanwhile.
           earn(cacheKey).catch((err: unknown) => options.onBackgroundError?.(cacheKey, err))
         }
         return entry.token
       }
       if (entry) entries.delete(cacheKey)
-      return waitFor(earn(cacheKey), signal)
+      if (backingOff && !flights.has(cacheKey)) {
+        // No valid token and the AS failed recently: fail fast instead of piling onto it.
+        const waitS = Math.ceil((failure.nextAttemptAt - now) / 1000)
+        const reason = failure.error instanceof Error ? failure.error.message : String(failure.error)
+        throw new BoundError('ERR_TOKEN_UNAVAILABLE', `No valid token; the last token request failed (${reason.slice(0, 300)}); next attempt in ${waitS} s`, { cause: failure.error })
+      }
+      return waitFor(earn(cacheKey), signal) // the shared request is not tied to one caller's signal
     },
     invalidate(token) {
       const entry = entries.get(token.cacheKey)

@@ -91,3 +91,12 @@ describe('requestTokenFromEndpoint', () => {
     await expect(requestTokenFromEndpoint(await ctx(fetch))).rejects.toMatchObject({ code: 'ERR_NETWORK', message: expect.stringContaining('ECONNREFUSED') })
   })
 })
+
+describe('token response hygiene', () => {
+  it('AT-02: an access_token that is not a b64token is refused without echoing it', async () => {
+    const { fetch } = scripted([{ status: 200, body: JSON.stringify({ access_token: 'SECRET-AT\r\nX-Injected: 1', token_type: 'DPoP', expires_in: 60 }) }])
+    const err = await requestTokenFromEndpoint(await ctx(fetch)).catch((e: unknown) => e) as Error
+    expect(err).toMatchObject({ code: 'ERR_TOKEN_RESPONSE_INVALID' })
+    expect(JSON.stringify(err) + err.message).not.toContain('SECRET-AT')
+  })
+})

@@ -90,3 +90,81 @@ describe('token manager', () => {
     expect(t.value).toBe('tok-1')
   })
 })
+
+describe('token manager back-off (GRANT-09)', () => {
+  function failing(lifetimeMs = 100_000) {
+    let now = 1_000_000
+    let calls = 0
+    let fail: (() => unknown) | undefined
+    const manager = createTokenManager({
+      clock: { now: () => now },
+      random: () => 1, // the ceiling of the full-jitter window, so the schedule is exact
+      backoff: { initialSeconds: 1, maxSeconds: 60 },
+      async earn(cacheKey, generation) {
+        calls++
+        if (fail) throw fail()
+        return createBoundToken({ value: `tok-${calls}`, type: 'DPoP', receivedAt: now, expiresAt: now + lifetimeMs, lifetimeAssumed: false, scope: undefined, cacheKey, generation, binding: {} })
+      },
+    })
+    return { manager, get calls() { return calls }, advance: (ms: number) => { now += ms }, failWith: (f?: () => unknown) => { fail = f } }
+  }
+  const settle = () => new Promise((r) => setImmediate(r))
+
+  it('a failing background refresh is not retried before Retry-After, and every caller keeps the valid token', async () => {
+    const { TokenEndpointError } = await import('@bound/core')
+    const h = failing()
+    await h.manager.get('k')
+    h.advance(80_000) // inside the refresh window
+    h.failWith(() => new TokenEndpointError({ error: 'temporarily_unavailable', status: 503, retryAfter: 120 }))
+    for (let i = 0; i < 200; i++) {
+      expect((await h.manager.get('k')).value).toBe('tok-1')
+      await settle()
+    }
+    expect(h.calls).toBe(2) // the first token, and one refresh attempt
+    h.advance(15_000) // still inside Retry-After (and the token is still valid)
+    await h.manager.get('k')
+    expect(h.calls).toBe(2)
+  })
+
+  it('without a valid token, callers during the back-off fail fast with ERR_TOKEN_UNAVAILABLE carrying the cause', async () => {
+    const h = failing()
+    h.failWith(() => new Error('connect ECONNREFUSED'))
+    await expect(h.manager.get('k')).rejects.toThrow('ECONNREFUSED')
+    const err = await h.manager.get('k').catch((e: unknown) => e)
+    expect(err).toMatchObject({ code: 'ERR_TOKEN_UNAVAILABLE', cause: expect.objectContaining({ message: 'connect ECONNREFUSED' }) })
+    expect(h.calls).toBe(1)
+    h.advance(1_001)
+    h.failWith(undefined)
+    expect((await h.manager.get('k')).value).toBe('tok-2') // recovers by itself
+  })
+
+  it('the back-off ceiling doubles per failure and is capped', async () => {
+    const h = failing()
+    h.failWith(() => new Error('down'))
+    const waits: number[] = []
+    for (let i = 0; i < 9; i++) {
+      await h.manager.get('k').catch(() => {})
+      const err = await h.manager.get('k').catch((e: unknown) => e) as Error
+      waits.push(Number(/next attempt in (\d+) s/.exec(err.message)?.[1]))
+      h.advance(waits.at(-1)! * 1000)
+    }
+    expect(waits).toEqual([1, 2, 4, 8, 16, 32, 60, 60, 60])
+  })
+
+  it('accept(): a held token the session no longer accepts (rotated key) is neither served nor cached', async () => {
+    let current = 'A'
+    let n = 0
+    const manager = createTokenManager({
+      clock: { now: () => 0 },
+      accept: (t) => t.binding.jkt === current,
+      async earn(cacheKey, generation) {
+        n++
+        return createBoundToken({ value: `t${n}`, type: 'DPoP', receivedAt: 0, expiresAt: 100_000, lifetimeAssumed: false, scope: undefined, cacheKey, generation, binding: { jkt: current } })
+      },
+    })
+    expect((await manager.get('k')).value).toBe('t1')
+    current = 'B'
+    expect((await manager.get('k')).binding.jkt).toBe('B')
+    expect(manager.held().map((t) => t.binding.jkt)).toEqual(['B'])
+  })
+})
