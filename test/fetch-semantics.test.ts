@@ -20,7 +20,7 @@ beforeAll(async () => {
   // a second HTTPS origin, not in `origins`, that asks every client for a certificate and records what it got
   other = createHttpsServer({ key: kit.pki.server.keyPem, cert: kit.pki.server.certPem, requestCert: true, rejectUnauthorized: false }, (req, res) => {
     const peer = (req.socket as import('node:tls').TLSSocket).getPeerCertificate()
-    otherSeen.push({ path: req.url ?? '', authorization: req.headers.authorization, dpop: req.headers.dpop as string | undefined, peerSubject: peer?.subject?.CN })
+    otherSeen.push({ path: req.url ?? "", authorization: req.headers.authorization, dpop: req.headers.dpop as string | undefined, peerSubject: peer?.subject?.CN as string | undefined })
     res.writeHead(200, { 'content-type': 'application/json' }).end('{"other":true}')
   })
   await new Promise<void>((r) => other.listen(0, '127.0.0.1', r))

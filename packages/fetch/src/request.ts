@@ -87,13 +87,21 @@ function normalizeMethod(method: string): string {
 
 const NULL_BODY = new Set([101, 103, 204, 205, 304])
 
+/** What {@link toGlobalResponse} reads of a response from any copy of undici. */
+export interface ResponseParts {
+  status: number
+  statusText: string
+  headers: Iterable<[string, string]>
+  body: ReadableStream<Uint8Array> | null
+}
+
 /**
  * Re-wraps undici's `Response` as the global `Response` class (Node's own undici copy differs from
  * ours), keeping status, headers, body stream, `url` and `redirected`.
  */
-export function toGlobalResponse(res: Response, url: URL, redirected: boolean): Response {
+export function toGlobalResponse(res: ResponseParts, url: URL, redirected: boolean): Response {
   if (res instanceof globalThis.Response) return res
-  const out = new globalThis.Response(NULL_BODY.has(res.status) ? null : res.body, { status: res.status, statusText: res.statusText, headers: res.headers as unknown as HeadersInit })
+  const out = new globalThis.Response(NULL_BODY.has(res.status) ? null : res.body, { status: res.status, statusText: res.statusText, headers: res.headers as unknown as ConstructorParameters<typeof Headers>[0] })
   Object.defineProperty(out, 'url', { value: url.href })
   if (redirected) Object.defineProperty(out, 'redirected', { value: true })
   return out
