@@ -1,4 +1,5 @@
 import { BoundError } from '@bound/core'
+import { toTokenSource, type TokenSource } from './subject-token.js'
 
 /** What a grant contributes to a token request. */
 export interface GrantContext {
@@ -20,13 +21,18 @@ export interface Grant {
   readonly resource: string | undefined
   /** The default `scope` for tokens of this grant. */
   readonly scope: string | undefined
+  /**
+   * Whether a failed request may be retried (after back-off) or fall back to this grant after a
+   * refresh token is refused. False for grants whose credential is single-use (JWT bearer).
+   */
+  readonly retryable: boolean
   /** Adds the grant's parameters to the form body. */
   params(body: URLSearchParams, context: GrantContext): void | Promise<void>
 }
 
 /** Options shared by grants. */
 export interface GrantOptions {
-  /** The resource indicator (RFC 8707) — usually the API's base URL. */
+  /** The resource indicator (RFC 8707) — usually the API's base URL, sent verbatim. */
   resource?: string
   /** Space-separated scopes. */
   scope?: string
@@ -41,6 +47,12 @@ const checkResource = (resource: string | undefined) => {
     throw new BoundError('ERR_INVALID_CONFIG', `resource must be an absolute URI (got ${JSON.stringify(resource).slice(0, 100)})`)
   }
   if (u.hash) throw new BoundError('ERR_INVALID_CONFIG', 'resource must not have a fragment (RFC 8707 §2)')
+}
+
+const common = (body: URLSearchParams, ctx: GrantContext) => {
+  if (ctx.scope) body.set('scope', ctx.scope)
+  if (ctx.resource) body.set('resource', ctx.resource)
+  for (const [k, v] of Object.entries(ctx.extra)) body.set(k, v)
 }
 
 /**
@@ -58,11 +70,145 @@ export function clientCredentials(options: GrantOptions = {}): Grant {
     type: 'client_credentials',
     resource: options.resource,
     scope: options.scope,
+    retryable: true,
     params(body, ctx) {
       body.set('grant_type', 'client_credentials')
-      if (ctx.scope) body.set('scope', ctx.scope)
-      if (ctx.resource) body.set('resource', ctx.resource)
-      for (const [k, v] of Object.entries(ctx.extra)) body.set(k, v)
+      common(body, ctx)
+    },
+  }
+}
+
+/** Options of {@link refreshToken}. */
+export interface RefreshTokenGrantOptions extends GrantOptions {
+  /** The refresh token the session starts with (e.g. from a user's sign-in). */
+  refreshToken: string
+}
+
+/**
+ * The refresh token grant (RFC 6749 §6) for a session that starts from a refresh token. Rotated
+ * refresh tokens are kept by the session; the old one is never sent again.
+ *
+ * @example
+ * ```ts
+ * createSession({ …, grant: refreshToken({ refreshToken: stored, resource }) })
+ * ```
+ */
+export function refreshToken(options: RefreshTokenGrantOptions): Grant & { readonly initialRefreshToken: string } {
+  checkResource(options.resource)
+  if (typeof options.refreshToken !== 'string' || options.refreshToken.length === 0) throw new BoundError('ERR_INVALID_CONFIG', 'refreshToken() needs a refresh token')
+  return {
+    type: 'refresh_token',
+    resource: options.resource,
+    scope: options.scope,
+    retryable: true,
+    initialRefreshToken: options.refreshToken,
+    params(body, ctx) {
+      // The session substitutes the current (rotated) refresh token; see refreshWith().
+      body.set('grant_type', 'refresh_token')
+      common(body, ctx)
+    },
+  }
+}
+
+/** The `grant_type=refresh_token` parameters for a held refresh token. */
+export function refreshWith(token: string, base: { resource: string | undefined; scope: string | undefined }): Grant {
+  return {
+    type: 'refresh_token',
+    resource: base.resource,
+    scope: base.scope,
+    retryable: true,
+    params(body, ctx) {
+      body.set('grant_type', 'refresh_token')
+      body.set('refresh_token', token)
+      common(body, ctx)
+    },
+  }
+}
+
+/** The RFC 8693 token type identifiers Bound names. */
+export const TOKEN_TYPES = Object.freeze({
+  jwt: 'urn:ietf:params:oauth:token-type:jwt',
+  idToken: 'urn:ietf:params:oauth:token-type:id_token',
+  accessToken: 'urn:ietf:params:oauth:token-type:access_token',
+  refreshToken: 'urn:ietf:params:oauth:token-type:refresh_token',
+})
+
+/** Options of {@link tokenExchange}. */
+export interface TokenExchangeOptions extends GrantOptions {
+  /** The subject token: a string, `fromFile(path)`, `fromEnv(name)` or a callback; read on every exchange. */
+  subjectToken: string | TokenSource
+  /** Its type. Default `urn:ietf:params:oauth:token-type:jwt`. */
+  subjectTokenType?: string
+  /** An actor token (delegation), optional. */
+  actorToken?: string | TokenSource
+  /** Its type. Default `urn:ietf:params:oauth:token-type:jwt`. */
+  actorTokenType?: string
+  /** `requested_token_type`, optional. */
+  requestedTokenType?: string
+  /** `audience` (logical name of the target service), optional. */
+  audience?: string
+}
+
+/**
+ * RFC 8693 token exchange: trade a workload identity token (a Kubernetes projected
+ * service-account token, a CI job's OIDC token…) for a bound API token.
+ *
+ * @example
+ * ```ts
+ * createSession({ …, grant: tokenExchange({ subjectToken: fromFile('/var/run/secrets/tokens/bound'), resource }) })
+ * ```
+ */
+export function tokenExchange(options: TokenExchangeOptions): Grant {
+  checkResource(options.resource)
+  const subject = toTokenSource(options.subjectToken, 'The subject token')
+  const actor = options.actorToken === undefined ? undefined : toTokenSource(options.actorToken, 'The actor token')
+  return {
+    type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+    resource: options.resource,
+    scope: options.scope,
+    retryable: true,
+    async params(body, ctx) {
+      body.set('grant_type', 'urn:ietf:params:oauth:grant-type:token-exchange')
+      body.set('subject_token', await subject())
+      body.set('subject_token_type', options.subjectTokenType ?? TOKEN_TYPES.jwt)
+      if (actor) {
+        body.set('actor_token', await actor())
+        body.set('actor_token_type', options.actorTokenType ?? TOKEN_TYPES.jwt)
+      }
+      if (options.requestedTokenType) body.set('requested_token_type', options.requestedTokenType)
+      if (options.audience) body.set('audience', options.audience)
+      common(body, ctx)
+    },
+  }
+}
+
+/** Options of {@link jwtBearer}. */
+export interface JwtBearerOptions extends GrantOptions {
+  /** The assertion JWT: a string, `fromFile(path)`, `fromEnv(name)` or a callback; read on every request. */
+  assertion: string | TokenSource
+}
+
+/**
+ * The RFC 7523 JWT bearer grant: a JWT from a trusted issuer (workload identity federation) is the
+ * grant. Its assertion is usually single-use, so a failed request is not retried with it.
+ *
+ * @example
+ * ```ts
+ * createSession({ …, grant: jwtBearer({ assertion: fromEnv('WORKLOAD_JWT'), resource }) })
+ * ```
+ */
+export function jwtBearer(options: JwtBearerOptions): Grant {
+  checkResource(options.resource)
+  const assertion = toTokenSource(options.assertion, 'The JWT bearer assertion')
+  return {
+    type: 'urn:ietf:params:oauth:grant-type:jwt-bearer',
+    resource: options.resource,
+    scope: options.scope,
+    retryable: false,
+    async params(body, ctx) {
+      body.set('grant_type', 'urn:ietf:params:oauth:grant-type:jwt-bearer')
+      body.set('assertion', await assertion())
+      common(body, ctx)
     },
   }
 }

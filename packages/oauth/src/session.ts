@@ -1,11 +1,12 @@
 import { z } from 'zod'
-import { BoundError, assertSecureUrl, createEmitter, systemClock, type Clock, type Emitter } from '@bound/core'
+import { BoundError, TokenEndpointError, assertSecureUrl, createEmitter, systemClock, type Clock, type Emitter } from '@bound/core'
 import { createDpop, type Dpop, type DpopKey } from '@bound/dpop'
 import { createTransport, type ClientCertificatePem, type Pem, type Transport } from '@bound/mtls'
 import { noClientAuth, type ClientAuth } from './client-auth.js'
 import { discoverAuthorizationServer, type AuthorizationServerMetadata } from './discovery.js'
-import type { Grant } from './grants.js'
-import { requestTokenFromEndpoint } from './token-endpoint.js'
+import { refreshWith, type Grant } from './grants.js'
+import { revokeToken } from './revocation.js'
+import { requestTokenFromEndpoint, type TokenEndpointResult } from './token-endpoint.js'
 import { createTokenManager, waitFor, type BackoffOptions, type RefreshOptions } from './token-manager.js'
 import { createBoundToken, type BoundToken } from './token.js'
 
@@ -15,6 +16,8 @@ export interface SessionOptions {
   issuer?: string
   /** The token endpoint, when the AS publishes no metadata. */
   tokenEndpoint?: string
+  /** The revocation endpoint, when the AS publishes no metadata. */
+  revocationEndpoint?: string
   /** The OAuth client id. */
   clientId: string
   /** Client authentication at the token endpoint. Default `noClientAuth()`. */
@@ -35,6 +38,11 @@ export interface SessionOptions {
   refresh?: RefreshOptions
   /** Back-off after failed token requests. */
   backoff?: BackoffOptions
+  /**
+   * Called with every new refresh token before the access token that came with it is used, so a
+   * workload can persist it (GRANT-06). The old one is never sent again.
+   */
+  onRefreshToken?: (refreshToken: string) => void | Promise<void>
   /** Accept `token_type: Bearer` from the AS for a DPoP request. Default false (fail closed). */
   acceptBearerDowngrade?: boolean
   /** Origins whose DPoP nonces are kept at most. Default 1,000. */
@@ -56,10 +64,12 @@ export interface TokenRequest {
 
 /** Events a session emits. Tokens appear only as redacted labels. */
 export interface SessionEvents {
-  'token.acquired': { label: string; cacheKey: string; type: 'DPoP' | 'Bearer'; expiresAt: number; attempts: number; waitMs: number }
+  'token.acquired': { label: string; cacheKey: string; type: 'DPoP' | 'Bearer'; grant: string; expiresAt: number; attempts: number; waitMs: number; reason: 'demand' | 'refresh' }
   'token.failed': { cacheKey: string; code: string; message: string }
   'token.refresh_failed': { cacheKey: string; code: string; message: string }
+  'token.backoff': { cacheKey: string; failures: number; until: number; code: string }
   'token.invalidated': { label: string; cacheKey: string }
+  'token.revoked': { label: string; hint: 'access_token' | 'refresh_token' }
   'nonce.challenge': { origin: string; at: 'authorization-server' | 'resource-server' }
   'challenge.invalid_token': { origin: string; label: string }
   'key.rotated': { previousJkt: string; jkt: string; tokensDropped: number }
@@ -78,6 +88,8 @@ export interface Session {
   readonly resource: string | undefined
   /** A valid token for `request` (cached, or earned once however many callers wait). */
   token(request?: TokenRequest): Promise<BoundToken>
+  /** Earns a new token for `request` now, whatever is held (joins one in flight). */
+  forceRefresh(request?: TokenRequest): Promise<BoundToken>
   /** Drops `token` when it is still the held generation (after `invalid_token`). */
   invalidate(token: BoundToken): void
   /**
@@ -87,20 +99,28 @@ export interface Session {
   rotateDpopKey(key: DpopKey): void
   /** The AS metadata (discovered once). */
   metadata(signal?: AbortSignal): Promise<AuthorizationServerMetadata | undefined>
-  /** Stops timers and drops tokens; closes the transport it created. */
-  close(): Promise<void>
+  /**
+   * Stops timers and drops tokens; with `revoke: true`, first revokes (RFC 7009) the refresh token
+   * and every access token held. Closes the transport it created. Idempotent.
+   */
+  close(options?: { revoke?: boolean; signal?: AbortSignal }): Promise<void>
+  [Symbol.asyncDispose](): Promise<void>
 }
 
 const optionsSchema = z.object({
   issuer: z.string().optional(),
   tokenEndpoint: z.string().optional(),
   clientId: z.string().min(1, 'clientId must be a non-empty string'),
-  clientAuth: z.custom<ClientAuth>((v) => typeof v === 'object' && v !== null && typeof (v as ClientAuth).apply === 'function', 'clientAuth must come from clientSecretBasic(), privateKeyJwt(), … ').optional(),
-  grant: z.custom<Grant>((v) => typeof v === 'object' && v !== null && typeof (v as Grant).params === 'function', 'grant must come from clientCredentials(), …'),
+  clientAuth: z.custom<ClientAuth>((v) => typeof v === 'object' && v !== null && typeof (v as ClientAuth).apply === 'function', 'clientAuth must come from clientSecretBasic(), privateKeyJwt(), …').optional(),
+  grant: z.custom<Grant>((v) => typeof v === 'object' && v !== null && typeof (v as Grant).params === 'function', 'grant must come from clientCredentials(), tokenExchange(), …'),
   dpop: z.custom<DpopKey>((v) => typeof v === 'object' && v !== null && typeof (v as DpopKey).sign === 'function' && typeof (v as DpopKey).jkt === 'string', 'dpop must be a key from generateDpopKey() or importDpopKey()').optional(),
   defaultLifetime: z.number().positive().max(86_400).optional(),
   maxNonceOrigins: z.number().int().positive().optional(),
+  onRefreshToken: z.function().optional(),
 }).passthrough()
+
+const codeOf = (err: unknown) => (err instanceof BoundError ? err.code : 'ERR_UNKNOWN')
+const messageOf = (err: unknown) => (err instanceof Error ? err.message : String(err))
 
 /**
  * Creates a bound session.
@@ -128,8 +148,9 @@ export function createSession(options: SessionOptions): Session {
   if (!options.issuer && !options.tokenEndpoint) throw new BoundError('ERR_INVALID_CONFIG', 'createSession: set issuer (for discovery) or tokenEndpoint')
   if (options.issuer) assertSecureUrl(options.issuer, 'issuer')
   if (options.tokenEndpoint) assertSecureUrl(options.tokenEndpoint, 'token endpoint')
+  if (options.revocationEndpoint) assertSecureUrl(options.revocationEndpoint, 'revocation endpoint')
   const clientAuth = options.clientAuth ?? noClientAuth()
-  if (clientAuth.usesTlsClientCertificate && !options.clientCertificate && !options.transport) {
+  if (clientAuth.usesTlsClientCertificate && !options.clientCertificate && !options.transport?.hasClientCertificate) {
     throw new BoundError('ERR_INVALID_CONFIG', `createSession: ${clientAuth.method} needs a clientCertificate`)
   }
   const clock = options.clock ?? systemClock
@@ -137,9 +158,21 @@ export function createSession(options: SessionOptions): Session {
   const transport = options.transport ?? createTransport({ ...(options.ca ? { ca: options.ca } : {}), ...(options.clientCertificate ? { clientCertificate: options.clientCertificate } : {}) })
   const dpop = options.dpop ? createDpop({ key: options.dpop, clock, ...(options.maxNonceOrigins ? { maxNonceOrigins: options.maxNonceOrigins } : {}) }) : undefined
   const events = createEmitter<SessionEvents>()
-  const usesMtls = clientAuth.usesTlsClientCertificate || options.clientCertificate !== undefined
+  const usesMtls = clientAuth.usesTlsClientCertificate || transport.hasClientCertificate
   const defaultLifetimeMs = (options.defaultLifetime ?? 300) * 1000
+  const baseGrant = options.grant
   const requests = new Map<string, TokenRequest>()
+  let closed = false
+
+  // One refresh-token family per session, used by one request at a time (rotation would otherwise
+  // trip the AS's reuse detection).
+  let refreshTokenValue: string | undefined = (baseGrant as { initialRefreshToken?: string }).initialRefreshToken
+  let refreshChain: Promise<unknown> = Promise.resolve()
+  const withRefreshLock = <T>(task: () => Promise<T>): Promise<T> => {
+    const run = refreshChain.then(task, task)
+    refreshChain = run.catch(() => {})
+    return run
+  }
 
   let metadataPromise: Promise<AuthorizationServerMetadata> | undefined
   const metadata = async (signal?: AbortSignal) => {
@@ -151,48 +184,93 @@ export function createSession(options: SessionOptions): Session {
     return waitFor(metadataPromise, signal)
   }
 
-  const tokenEndpoint = async (signal?: AbortSignal): Promise<string> => {
-    if (options.tokenEndpoint) return options.tokenEndpoint
+  const endpoint = async (kind: 'token_endpoint' | 'revocation_endpoint', signal?: AbortSignal): Promise<string | undefined> => {
+    const configured = kind === 'token_endpoint' ? options.tokenEndpoint : options.revocationEndpoint
+    if (configured) return configured
     const meta = await metadata(signal)
-    const endpoint = (usesMtls ? meta?.mtls_endpoint_aliases?.token_endpoint : undefined) ?? meta?.token_endpoint
-    if (!endpoint) throw new BoundError('ERR_DISCOVERY', `The metadata of ${options.issuer} has no token_endpoint`)
-    assertSecureUrl(endpoint, 'token endpoint')
-    return endpoint
+    // RFC 8705 §5: a client doing mTLS uses the aliases when the AS publishes them (MTLS-03).
+    const url = (usesMtls ? meta?.mtls_endpoint_aliases?.[kind] : undefined) ?? meta?.[kind]
+    if (url !== undefined) assertSecureUrl(url, kind.replace('_', ' '))
+    return url
+  }
+
+  const request = async (grant: Grant, req: TokenRequest, signal?: AbortSignal): Promise<TokenEndpointResult> => {
+    const url = await endpoint('token_endpoint', signal)
+    if (!url) throw new BoundError('ERR_DISCOVERY', `The metadata of ${options.issuer} has no token_endpoint`)
+    if (dpop) dpop.assertAlgAccepted((await metadata(signal))?.dpop_signing_alg_values_supported, `The authorization server ${options.issuer ?? url}`)
+    return requestTokenFromEndpoint({
+      endpoint: url,
+      issuer: options.issuer,
+      clientId: options.clientId,
+      clientAuth,
+      grant,
+      resource: req.resource,
+      scope: req.scope,
+      extra: req.extra ?? {},
+      dpop,
+      fetch: transport.fetch,
+      clock,
+      signal,
+      acceptBearerDowngrade: options.acceptBearerDowngrade ?? false,
+      onResponse: ({ nonceRetry }) => {
+        if (nonceRetry) events.emit('nonce.challenge', { origin: new URL(url).origin, at: 'authorization-server' })
+      },
+    })
+  }
+
+  /** Earns with the refresh token when one is held, else with the configured grant (GRANT-09). */
+  const earnResult = async (req: TokenRequest): Promise<{ result: TokenEndpointResult; grant: string }> => {
+    if (refreshTokenValue !== undefined) {
+      const outcome = await withRefreshLock(async () => {
+        const rt = refreshTokenValue
+        if (rt === undefined) return undefined // dropped while waiting: use the grant
+        try {
+          const result = await request(refreshWith(rt, { resource: req.resource, scope: req.scope }), req)
+          await keepRefreshToken(result)
+          return { result, grant: 'refresh_token' }
+        } catch (err) {
+          if (err instanceof TokenEndpointError && err.error === 'invalid_grant' && refreshTokenValue === rt) {
+            refreshTokenValue = undefined
+            if (baseGrant.type === 'refresh_token' || !baseGrant.retryable) throw err
+            return undefined // fall back to the session's own credentials
+          }
+          throw err
+        }
+      })
+      if (outcome) return outcome
+    }
+    if (baseGrant.type === 'refresh_token') {
+      throw new BoundError('ERR_TOKEN_UNAVAILABLE', 'The refresh token was refused and this session has no other way to earn tokens; sign in again')
+    }
+    const result = await request(baseGrant, req)
+    await keepRefreshToken(result)
+    return { result, grant: baseGrant.type }
+  }
+
+  const keepRefreshToken = async (result: TokenEndpointResult) => {
+    const next = result.response.refresh_token
+    if (next === undefined || next === refreshTokenValue) return
+    refreshTokenValue = next // the old one is never sent again (GRANT-06)
+    await options.onRefreshToken?.(next)
   }
 
   const manager = createTokenManager({
     clock,
-    // a token bound to a key the session rotated away from is never served again
-    accept: (token) => token.type !== 'DPoP' || token.binding.jkt === dpop?.jkt,
     ...(options.refresh ? { refresh: options.refresh } : {}),
     ...(options.backoff ? { backoff: options.backoff } : {}),
+    // a token bound to a key the session rotated away from is never served again
+    accept: (token) => token.type !== 'DPoP' || token.binding.jkt === dpop?.jkt,
     onBackgroundError(cacheKey, err) {
-      events.emit('token.refresh_failed', { cacheKey, code: err instanceof BoundError ? err.code : 'ERR_UNKNOWN', message: err instanceof Error ? err.message : String(err) })
+      events.emit('token.refresh_failed', { cacheKey, code: codeOf(err), message: messageOf(err) })
     },
-    async earn(cacheKey, generation, signal) {
-      const request = requests.get(cacheKey) ?? {}
+    onEvent(event) {
+      if (event.type === 'backoff') events.emit('token.backoff', { cacheKey: event.cacheKey, failures: event.failures, until: event.until, code: codeOf(event.error) })
+    },
+    async earn(cacheKey, generation) {
+      const req = requests.get(cacheKey) ?? {}
       const started = clock.now()
       try {
-        const endpoint = await tokenEndpoint(signal)
-        if (dpop) dpop.assertAlgAccepted((await metadata(signal))?.dpop_signing_alg_values_supported, `The authorization server ${options.issuer ?? endpoint}`)
-        const result = await requestTokenFromEndpoint({
-          endpoint,
-          issuer: options.issuer,
-          clientId: options.clientId,
-          clientAuth,
-          grant: options.grant,
-          resource: request.resource ?? options.grant.resource,
-          scope: request.scope ?? options.grant.scope,
-          extra: request.extra ?? {},
-          dpop,
-          fetch: transport.fetch,
-          clock,
-          signal,
-          acceptBearerDowngrade: options.acceptBearerDowngrade ?? false,
-          onResponse: ({ nonceRetry }) => {
-            if (nonceRetry) events.emit('nonce.challenge', { origin: new URL(endpoint).origin, at: 'authorization-server' })
-          },
-        })
+        const { result, grant } = await earnResult(req)
         const receivedAt = clock.now()
         const { response } = result
         const token = createBoundToken({
@@ -201,19 +279,56 @@ export function createSession(options: SessionOptions): Session {
           receivedAt,
           expiresAt: receivedAt + (response.expires_in !== undefined ? response.expires_in * 1000 : defaultLifetimeMs),
           lifetimeAssumed: response.expires_in === undefined,
-          scope: response.scope ?? request.scope ?? options.grant.scope,
+          scope: response.scope ?? req.scope,
           cacheKey,
           generation,
           binding: result.type === 'DPoP' && result.jkt ? { jkt: result.jkt } : {},
         })
-        events.emit('token.acquired', { label: token.label, cacheKey, type: token.type, expiresAt: token.expiresAt, attempts: result.attempts, waitMs: receivedAt - started })
+        events.emit('token.acquired', { label: token.label, cacheKey, type: token.type, grant, expiresAt: token.expiresAt, attempts: result.attempts, waitMs: receivedAt - started, reason: generation === 1 ? 'demand' : 'refresh' })
         return token
       } catch (err) {
-        events.emit('token.failed', { cacheKey, code: err instanceof BoundError ? err.code : 'ERR_UNKNOWN', message: err instanceof Error ? err.message : String(err) })
+        events.emit('token.failed', { cacheKey, code: codeOf(err), message: messageOf(err) })
         throw err
       }
     },
   })
+
+  const keyFor = (req: TokenRequest) => {
+    const resource = req.resource ?? baseGrant.resource
+    const scope = req.scope ?? baseGrant.scope
+    const extra = req.extra ? Object.fromEntries(Object.entries(req.extra).sort(([a], [b]) => (a < b ? -1 : 1))) : {}
+    const cacheKey = JSON.stringify([resource ?? null, scope ?? null, extra, dpop?.jkt ?? null])
+    if (!requests.has(cacheKey)) {
+      if (requests.size >= 1000) requests.delete(requests.keys().next().value as string)
+      requests.set(cacheKey, { resource, scope, extra })
+    }
+    return cacheKey
+  }
+
+  const close = async (closeOptions: { revoke?: boolean; signal?: AbortSignal } = {}) => {
+    if (closed) return
+    closed = true
+    const held = manager.held()
+    manager.close()
+    try {
+      if (closeOptions.revoke) {
+        const url = await endpoint('revocation_endpoint', closeOptions.signal).catch(() => undefined)
+        if (!url) throw new BoundError('ERR_INVALID_CONFIG', 'close({ revoke: true }): the authorization server publishes no revocation_endpoint')
+        const ctx = { endpoint: url, issuer: options.issuer, clientId: options.clientId, clientAuth, fetch: transport.fetch, clock, signal: closeOptions.signal }
+        const failures: unknown[] = []
+        const rt = refreshTokenValue
+        refreshTokenValue = undefined
+        if (rt !== undefined) await revokeToken(ctx, rt, 'refresh_token').then(() => events.emit('token.revoked', { label: 'refresh token', hint: 'refresh_token' }), (e: unknown) => failures.push(e))
+        for (const token of held) {
+          await revokeToken(ctx, token.value, 'access_token').then(() => events.emit('token.revoked', { label: token.label, hint: 'access_token' }), (e: unknown) => failures.push(e))
+        }
+        if (failures.length > 0) throw new BoundError('ERR_TOKEN_ENDPOINT', `close: ${failures.length} token(s) could not be revoked`, { cause: failures[0] })
+      }
+    } finally {
+      refreshTokenValue = undefined
+      if (ownTransport) await transport.close()
+    }
+  }
 
   return {
     clientId: options.clientId,
@@ -221,15 +336,13 @@ export function createSession(options: SessionOptions): Session {
     dpop,
     transport,
     events,
-    resource: options.grant.resource,
+    resource: baseGrant.resource,
     metadata,
-    token(request = {}) {
-      const resource = request.resource ?? options.grant.resource
-      const scope = request.scope ?? options.grant.scope
-      const extra = request.extra ? Object.fromEntries(Object.entries(request.extra).sort(([a], [b]) => (a < b ? -1 : 1))) : {}
-      const cacheKey = JSON.stringify([resource ?? null, scope ?? null, extra, dpop?.jkt ?? null])
-      if (!requests.has(cacheKey)) requests.set(cacheKey, { resource, scope, extra })
-      return manager.get(cacheKey, request.signal)
+    token(req = {}) {
+      return manager.get(keyFor(req), req.signal)
+    },
+    forceRefresh(req = {}) {
+      return manager.forceRefresh(keyFor(req), req.signal)
     },
     invalidate(token) {
       if (manager.invalidate(token)) events.emit('token.invalidated', { label: token.label, cacheKey: token.cacheKey })
@@ -243,9 +356,7 @@ export function createSession(options: SessionOptions): Session {
       const tokensDropped = manager.dropWhere((t) => t.binding.jkt === previousJkt)
       events.emit('key.rotated', { previousJkt, jkt: key.jkt, tokensDropped })
     },
-    async close() {
-      manager.close()
-      if (ownTransport) await transport.close()
-    },
+    close,
+    [Symbol.asyncDispose]: () => close(),
   }
 }

@@ -3,14 +3,22 @@ import type { BoundToken } from './token.js'
 
 /** When to refresh ahead of expiry. */
 export interface RefreshOptions {
-  /** Share of the lifetime left when a refresh starts. Default 0.25. */
+  /** Share of the lifetime left when a refresh starts. Default 0.25 (refresh at 75 % of the lifetime). */
   ahead?: number
-  /** Refresh at least this many seconds before expiry. Default 5. */
+  /** Refresh at least this many seconds before expiry (capped at half the lifetime). Default 5. */
   minAheadSeconds?: number
-  /** Random spread of the refresh point, as a share of the lifetime, earlier only. Default 0.1. */
+  /**
+   * How much earlier than the refresh point a token earned on demand (not by a scheduled refresh)
+   * may refresh, as a share of that point, drawn at random: a fleet that started together, or
+   * was revoked together, spreads out instead of refreshing together. Default 0.67.
+   */
   jitter?: number
-  /** Stop serving a token this many seconds before its expiry (it could expire in flight). Default 2. */
+  /** The same for tokens earned by a scheduled refresh (already spread). Default 0.02. */
+  steadyJitter?: number
+  /** Stop serving a token this many seconds before its expiry (capped at a quarter of the lifetime). Default 2. */
   expirySkewSeconds?: number
+  /** Refresh held tokens in the background with timers (only tokens used since they were earned). Default true. */
+  background?: boolean
 }
 
 /** Back-off after failed token requests (exponential, full jitter, `Retry-After` honoured). */
@@ -23,6 +31,12 @@ export interface BackoffOptions {
   maxRetryAfterSeconds?: number
 }
 
+/** What the manager reports (tokens appear only as labels). */
+export type TokenManagerEvent =
+  | { type: 'refresh.scheduled'; cacheKey: string; at: number }
+  | { type: 'refresh.started'; cacheKey: string; reason: 'schedule' | 'demand' | 'forced' }
+  | { type: 'backoff'; cacheKey: string; failures: number; until: number; error: unknown }
+
 /** Options of {@link createTokenManager}. */
 export interface TokenManagerOptions {
   clock: Clock
@@ -33,15 +47,19 @@ export interface TokenManagerOptions {
   /** Random source in [0, 1) for jitter. Default `Math.random`. */
   random?: () => number
   /** Earns a new token for a cache key. */
-  earn(cacheKey: string, generation: number, signal?: AbortSignal): Promise<BoundToken>
+  earn(cacheKey: string, generation: number): Promise<BoundToken>
   /** Told about background refresh failures (the held token keeps serving). */
   onBackgroundError?(cacheKey: string, error: unknown): void
+  /** Told about schedule decisions. */
+  onEvent?(event: TokenManagerEvent): void
 }
 
 /** Caches tokens per key, refreshes ahead of expiry, and runs one token request per key. */
 export interface TokenManager {
   /** A valid token for `cacheKey`: cached at once, or the single in-flight request's result. */
   get(cacheKey: string, signal?: AbortSignal): Promise<BoundToken>
+  /** Earns a new token for `cacheKey` now (joining one in flight), whatever is held. */
+  forceRefresh(cacheKey: string, signal?: AbortSignal): Promise<BoundToken>
   /** Drops `token` if it is still the held generation (e.g. after `invalid_token`). */
   invalidate(token: BoundToken): boolean
   /** Drops every held token. */
@@ -50,6 +68,9 @@ export interface TokenManager {
   dropWhere(predicate: (token: BoundToken) => boolean): number
   /** The tokens currently held. */
   held(): BoundToken[]
+  /** When the held token of `cacheKey` is due for refresh (epoch ms), for diagnostics and tests. */
+  refreshAt(cacheKey: string): number | undefined
+  /** Stops every timer and drops every token; later calls fail with `ERR_CLOSED`. */
   close(): void
 }
 
@@ -57,6 +78,8 @@ interface Entry {
   token: BoundToken
   refreshAt: number
   usableUntil: number
+  used: boolean
+  timer?: ReturnType<typeof setTimeout>
 }
 
 interface Failure {
@@ -68,9 +91,17 @@ interface Failure {
 /**
  * Creates a {@link TokenManager}.
  *
+ * Lifetimes come from the receipt time plus `expires_in` (never from the token). A token is
+ * refreshed in the background once `ahead` of its lifetime is left (earlier, at random, when it was
+ * earned on demand), while callers keep getting it; one request per key however many wait; failed
+ * requests back off exponentially with full jitter and `Retry-After`; without a valid token,
+ * callers during a back-off fail fast with `ERR_TOKEN_UNAVAILABLE`. Timers never keep the process
+ * alive.
+ *
  * @example
  * ```ts
- * const manager = createTokenManager({ clock: systemClock, earn: (key, gen) => requestToken(key, gen) })
+ * const manager = createTokenManager({ clock: systemClock, earn: (key, generation) => requestToken(key, generation) })
+ * const token = await manager.get('orders')
  * ```
  */
 export function createTokenManager(options: TokenManagerOptions): TokenManager {
@@ -78,9 +109,12 @@ export function createTokenManager(options: TokenManagerOptions): TokenManager {
   const random = options.random ?? Math.random
   const ahead = options.refresh?.ahead ?? 0.25
   const minAheadMs = (options.refresh?.minAheadSeconds ?? 5) * 1000
-  const jitter = options.refresh?.jitter ?? 0.1
+  const jitter = options.refresh?.jitter ?? 0.67
+  const steadyJitter = options.refresh?.steadyJitter ?? 0.02
   const skewMs = (options.refresh?.expirySkewSeconds ?? 2) * 1000
+  const background = options.refresh?.background ?? true
   if (!(ahead > 0 && ahead < 1)) throw new BoundError('ERR_INVALID_CONFIG', 'refresh.ahead must be between 0 and 1 (exclusive)')
+  if (!(jitter >= 0 && jitter < 1) || !(steadyJitter >= 0 && steadyJitter < 1)) throw new BoundError('ERR_INVALID_CONFIG', 'refresh.jitter must be in [0, 1)')
   const initialMs = (options.backoff?.initialSeconds ?? 1) * 1000
   const maxMs = (options.backoff?.maxSeconds ?? 60) * 1000
   const maxRetryAfterMs = (options.backoff?.maxRetryAfterSeconds ?? 3600) * 1000
@@ -91,27 +125,80 @@ export function createTokenManager(options: TokenManagerOptions): TokenManager {
   const flights = createSingleFlight<string, BoundToken>()
   let closed = false
 
-  const schedule = (token: BoundToken): Entry => {
+  const setEntry = (cacheKey: string, entry: Entry | undefined) => {
+    const previous = entries.get(cacheKey)
+    if (previous?.timer) clearTimeout(previous.timer)
+    if (entry) entries.set(cacheKey, entry)
+    else entries.delete(cacheKey)
+  }
+
+  const schedule = (cacheKey: string, token: BoundToken, onDemand: boolean): Entry => {
     const lifetime = Math.max(0, token.expiresAt - token.receivedAt)
     const usableUntil = token.expiresAt - Math.min(skewMs, lifetime / 4)
     const lead = Math.max(lifetime * ahead, Math.min(minAheadMs, lifetime / 2))
-    const refreshAt = token.expiresAt - lead - random() * jitter * lifetime
-    return { token, refreshAt: Math.min(refreshAt, usableUntil), usableUntil }
+    const point = Math.min(token.expiresAt - lead, usableUntil) - token.receivedAt
+    const spread = onDemand ? jitter : steadyJitter
+    const refreshAt = token.receivedAt + point * (1 - spread * random())
+    const entry: Entry = { token, refreshAt, usableUntil, used: false }
+    armTimer(cacheKey, entry, refreshAt)
+    return entry
   }
 
-  const earn = (cacheKey: string, signal?: AbortSignal) =>
+  const armTimer = (cacheKey: string, entry: Entry, at: number) => {
+    if (!background || closed) return
+    if (entry.timer) clearTimeout(entry.timer)
+    entry.timer = setTimeout(() => onTimer(cacheKey, entry), Math.max(0, at - clock.now()))
+    entry.timer.unref?.()
+    options.onEvent?.({ type: 'refresh.scheduled', cacheKey, at })
+  }
+
+  const onTimer = (cacheKey: string, entry: Entry) => {
+    entry.timer = undefined
+    if (closed || entries.get(cacheKey) !== entry || !entry.used) return // idle tokens are not kept warm
+    const now = clock.now()
+    if (now >= entry.usableUntil) return
+    const failure = failures.get(cacheKey)
+    if (failure && now < failure.nextAttemptAt) {
+      armTimer(cacheKey, entry, failure.nextAttemptAt)
+      return
+    }
+    refreshInBackground(cacheKey, 'schedule')
+  }
+
+  const refreshInBackground = (cacheKey: string, reason: 'schedule' | 'demand') => {
+    if (flights.has(cacheKey)) return
+    options.onEvent?.({ type: 'refresh.started', cacheKey, reason })
+    earn(cacheKey, false).catch((err: unknown) => {
+      options.onBackgroundError?.(cacheKey, err)
+      // try again after the back-off while the held token is still good
+      const entry = entries.get(cacheKey)
+      const failure = failures.get(cacheKey)
+      if (entry && failure && !closed) armTimer(cacheKey, entry, failure.nextAttemptAt)
+    })
+  }
+
+  const earn = (cacheKey: string, onDemand: boolean) =>
     flights.run(cacheKey, async () => {
       const generation = (generations.get(cacheKey) ?? 0) + 1
       generations.set(cacheKey, generation)
+      const previous = entries.get(cacheKey)
       let token: BoundToken
       try {
-        token = await options.earn(cacheKey, generation, signal)
+        token = await options.earn(cacheKey, generation)
       } catch (err) {
-        if (!signal?.aborted) recordFailure(cacheKey, err)
+        recordFailure(cacheKey, err)
         throw err
       }
-      failures.delete(cacheKey)
-      if (!closed && accept(token)) entries.set(cacheKey, schedule(token))
+      if (previous && entries.get(cacheKey) === previous && token.expiresAt <= previous.token.expiresAt && clock.now() < previous.usableUntil) {
+        // The AS handed back a token that lives no longer than the held one: keep it, but back off
+        // instead of refreshing in a loop.
+        recordFailure(cacheKey, new BoundError('ERR_TOKEN_UNAVAILABLE', 'The authorization server issued a token that expires no later than the one held'))
+      } else {
+        failures.delete(cacheKey)
+      }
+      if (!closed && accept(token)) {
+        setEntry(cacheKey, schedule(cacheKey, token, onDemand)) // unused until a caller takes it
+      }
       return token
     })
 
@@ -119,56 +206,73 @@ export function createTokenManager(options: TokenManagerOptions): TokenManager {
     const count = (failures.get(cacheKey)?.count ?? 0) + 1
     const ceiling = Math.min(maxMs, initialMs * 2 ** Math.min(count - 1, 30))
     const retryAfterMs = error instanceof TokenEndpointError && error.retryAfter !== undefined ? Math.min(error.retryAfter * 1000, maxRetryAfterMs) : 0
-    failures.set(cacheKey, { count, nextAttemptAt: clock.now() + Math.max(retryAfterMs, random() * ceiling), error })
+    const until = clock.now() + Math.max(retryAfterMs, random() * ceiling)
+    failures.set(cacheKey, { count, nextAttemptAt: until, error })
+    options.onEvent?.({ type: 'backoff', cacheKey, failures: count, until, error })
+  }
+
+  const assertOpen = () => {
+    if (closed) throw new BoundError('ERR_CLOSED', 'The session is closed')
   }
 
   return {
     async get(cacheKey, signal) {
-      if (closed) throw new BoundError('ERR_CLOSED', 'The session is closed')
+      assertOpen()
       signal?.throwIfAborted()
       const entry = entries.get(cacheKey)
       const now = clock.now()
       const failure = failures.get(cacheKey)
       const backingOff = failure !== undefined && now < failure.nextAttemptAt
       if (entry && now < entry.usableUntil && accept(entry.token)) {
-        if (now >= entry.refreshAt && !backingOff && !flights.has(cacheKey)) {
-          // Background refresh: callers keep the current token meanwhile.
-          earn(cacheKey).catch((err: unknown) => options.onBackgroundError?.(cacheKey, err))
-        }
+        entry.used = true
+        // Past the refresh point (a timer that has not fired, or background refresh off): refresh now,
+        // in the background; callers keep the current token meanwhile.
+        if (now >= entry.refreshAt && !backingOff) refreshInBackground(cacheKey, 'demand')
         return entry.token
       }
-      if (entry) entries.delete(cacheKey)
+      if (entry) setEntry(cacheKey, undefined)
       if (backingOff && !flights.has(cacheKey)) {
         // No valid token and the AS failed recently: fail fast instead of piling onto it.
         const waitS = Math.ceil((failure.nextAttemptAt - now) / 1000)
         const reason = failure.error instanceof Error ? failure.error.message : String(failure.error)
         throw new BoundError('ERR_TOKEN_UNAVAILABLE', `No valid token; the last token request failed (${reason.slice(0, 300)}); next attempt in ${waitS} s`, { cause: failure.error })
       }
-      return waitFor(earn(cacheKey), signal) // the shared request is not tied to one caller's signal
+      const token = await waitFor(earn(cacheKey, true), signal) // the shared request is not tied to one caller's signal
+      const held = entries.get(cacheKey)
+      if (held?.token === token) held.used = true
+      return token
+    },
+    async forceRefresh(cacheKey, signal) {
+      assertOpen()
+      options.onEvent?.({ type: 'refresh.started', cacheKey, reason: 'forced' })
+      return waitFor(earn(cacheKey, true), signal)
     },
     invalidate(token) {
       const entry = entries.get(token.cacheKey)
       if (entry && entry.token.generation === token.generation) {
-        entries.delete(token.cacheKey)
+        setEntry(token.cacheKey, undefined)
         return true
       }
       return false
     },
-    clear: () => entries.clear(),
+    clear() {
+      for (const key of [...entries.keys()]) setEntry(key, undefined)
+    },
     dropWhere(predicate) {
       let dropped = 0
-      for (const [key, entry] of entries) {
+      for (const [key, entry] of [...entries]) {
         if (predicate(entry.token)) {
-          entries.delete(key)
+          setEntry(key, undefined)
           dropped++
         }
       }
       return dropped
     },
     held: () => [...entries.values()].map((e) => e.token),
+    refreshAt: (cacheKey) => entries.get(cacheKey)?.refreshAt,
     close() {
       closed = true
-      entries.clear()
+      for (const key of [...entries.keys()]) setEntry(key, undefined)
     },
   }
 }

@@ -1,4 +1,5 @@
-import { describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
+import { systemClock } from '@bound/core'
 import { createBoundToken, createTokenManager } from '../src/index.js'
 
 function harness(lifetimeMs = 100_000) {
@@ -32,13 +33,13 @@ describe('token manager', () => {
     expect(h.earned).toBe(1)
     expect(new Set(tokens.map((t) => t.value))).toEqual(new Set(['tok-1']))
   })
-  it('refreshes ahead in the background while callers keep the current token', async () => {
-    const h = harness(100_000)
+  it('refreshes ahead in the background (past the refresh point) while callers keep the current token', async () => {
+    const h = harness(100_000) // random 0.5: an on-demand token refreshes at 75% × (1 − 0.67 × 0.5) ≈ 49.9% of its lifetime
     await h.manager.get('k')
-    h.advance(60_000) // 40% left: not yet
+    h.advance(45_000)
     expect((await h.manager.get('k')).value).toBe('tok-1')
     expect(h.earned).toBe(1)
-    h.advance(20_000) // 20% left, past the 25% + jitter point
+    h.advance(10_000)
     const release = h.hold()
     expect((await h.manager.get('k')).value).toBe('tok-1') // served at once
     expect(h.earned).toBe(2)
@@ -166,5 +167,95 @@ describe('token manager back-off (GRANT-09)', () => {
     current = 'B'
     expect((await manager.get('k')).binding.jkt).toBe('B')
     expect(manager.held().map((t) => t.binding.jkt)).toEqual(['B'])
+  })
+})
+
+
+describe('refresh schedule (fake timers)', () => {
+  afterEach(() => {
+    vi.useRealTimers()
+  })
+  function timed(lifetimeMs: number, random: () => number, refresh = {}) {
+    let earned = 0
+    const manager = createTokenManager({
+      clock: systemClock,
+      random,
+      refresh,
+      async earn(cacheKey, generation) {
+        earned++
+        const now = Date.now()
+        return createBoundToken({ value: `tok-${earned}`, type: 'DPoP', receivedAt: now, expiresAt: now + lifetimeMs, lifetimeAssumed: false, scope: undefined, cacheKey, generation, binding: {} })
+      },
+    })
+    return { manager, get earned() { return earned } }
+  }
+
+  it.each([[0, 0.75], [0.999999, 0.75 * (1 - 0.67 * 0.999999)]])('a token earned on demand refreshes at 75%% of its lifetime minus up to 67%% of that (random %s → %s)', async (r, share) => {
+    vi.useFakeTimers({ now: 1_000_000 })
+    const h = timed(100_000, () => r)
+    await h.manager.get('k')
+    expect(h.manager.refreshAt('k')).toBeCloseTo(1_000_000 + 100_000 * share, 0)
+  })
+
+  it('a scheduled refresh fires from a timer for a token in use, and the next one is at 73.5–75% (steady jitter)', async () => {
+    vi.useFakeTimers({ now: 0 })
+    const h = timed(100_000, () => 1 - 1e-9)
+    await h.manager.get('k') // used
+    const first = h.manager.refreshAt('k')!
+    expect(first).toBeCloseTo(100_000 * 0.75 * 0.33, -1)
+    await vi.advanceTimersByTimeAsync(first - 1)
+    expect(h.earned).toBe(1)
+    await vi.advanceTimersByTimeAsync(2)
+    expect(h.earned).toBe(2) // no caller was waiting: the timer did it
+    const next = h.manager.refreshAt('k')! - Date.now()
+    expect(next).toBeGreaterThanOrEqual(100_000 * 0.75 * 0.98 - 2)
+    expect(next).toBeLessThanOrEqual(100_000 * 0.75)
+  })
+
+  it('an idle token (not used since it was earned) is not kept warm by timers', async () => {
+    vi.useFakeTimers({ now: 0 })
+    const h = timed(10_000, () => 0)
+    await h.manager.get('k')
+    await vi.advanceTimersByTimeAsync(8_000) // first refresh, token was used once
+    expect(h.earned).toBe(2)
+    await vi.advanceTimersByTimeAsync(60_000) // nobody asked since: no more refreshes
+    expect(h.earned).toBe(2)
+  })
+
+  it('the lead has a floor (minAheadSeconds, at most half the lifetime)', async () => {
+    vi.useFakeTimers({ now: 0 })
+    const h = timed(8_000, () => 0) // 25% of 8 s = 2 s < the 4 s floor (min(5 s, 8 s / 2))
+    await h.manager.get('k')
+    expect(h.manager.refreshAt('k')).toBe(4_000)
+  })
+
+  it('timers do not keep the process alive (unref)', async () => {
+    const h = timed(100_000, () => 0)
+    const spy = vi.spyOn(globalThis, 'setTimeout')
+    await h.manager.get('k')
+    const handle = spy.mock.results.at(-1)?.value as NodeJS.Timeout
+    expect(handle.hasRef()).toBe(false)
+    h.manager.close()
+    spy.mockRestore()
+  })
+
+  it('a token that expires no later than the one held makes the manager back off instead of looping', async () => {
+    vi.useFakeTimers({ now: 0 })
+    let earned = 0
+    const fixedExpiry = 10_000
+    const manager = createTokenManager({
+      clock: systemClock,
+      random: () => 0,
+      async earn(cacheKey, generation) {
+        earned++
+        return createBoundToken({ value: `t${earned}`, type: 'DPoP', receivedAt: Date.now(), expiresAt: fixedExpiry, lifetimeAssumed: false, scope: undefined, cacheKey, generation, binding: {} })
+      },
+    })
+    await manager.get('k')
+    for (let i = 0; i < 50; i++) {
+      await manager.get('k').catch(() => {})
+      await vi.advanceTimersByTimeAsync(100)
+    }
+    expect(earned).toBeLessThan(6)
   })
 })
