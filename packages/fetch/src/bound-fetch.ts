@@ -172,7 +172,8 @@ export function createBoundFetch(options: BoundFetchOptions): BoundFetch {
   const react = (challenge: ClassifiedChallenge | undefined, token: BoundToken, res: Response, url: URL, nonce: NonceObservation): Reaction | undefined => {
     if (!challenge) return undefined
     // DPOP-17/20/21: a nonce challenge (401, or a 400 from a confused RS) with a valid new nonce: new proof, same token.
-    if (challenge.kind === 'dpop-nonce') return token.type === 'DPoP' && nonce === 'stored' ? 'nonce' : undefined
+    // ('unchanged' too: concurrent requests all learn the same new nonce; only the first one stores it)
+    if (challenge.kind === 'dpop-nonce') return token.type === 'DPoP' && (nonce === 'stored' || nonce === 'unchanged') ? 'nonce' : undefined
     // DPOP-23/32: a rejected proof: learn the server's clock from Date (once per origin per minute), one new proof.
     if (challenge.kind === 'invalid-dpop-proof' && token.type === 'DPoP') {
       return session.dpop?.learnClockSkew(url, Date.parse(res.headers.get('date') ?? '')) ? 'clock' : undefined

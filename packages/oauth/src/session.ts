@@ -38,6 +38,8 @@ export interface SessionOptions {
   refresh?: RefreshOptions
   /** Back-off after failed token requests. */
   backoff?: BackoffOptions
+  /** Give up on a token request attempt that has not answered within this many seconds. Default 10. */
+  tokenRequestTimeout?: number
   /**
    * Called with every new refresh token before the access token that came with it is used, so a
    * workload can persist it (GRANT-06). The old one is never sent again.
@@ -68,6 +70,8 @@ export interface SessionEvents {
   'token.failed': { cacheKey: string; code: string; message: string }
   'token.refresh_failed': { cacheKey: string; code: string; message: string }
   'token.backoff': { cacheKey: string; failures: number; until: number; code: string }
+  /** A caller had to wait for a token request (the first token, or one after expiry). */
+  'token.wait': { cacheKey: string; ms: number }
   'token.invalidated': { label: string; cacheKey: string }
   'token.revoked': { label: string; hint: 'access_token' | 'refresh_token' }
   'nonce.challenge': { origin: string; at: 'authorization-server' | 'resource-server' }
@@ -212,6 +216,7 @@ export function createSession(options: SessionOptions): Session {
       clock,
       signal,
       acceptBearerDowngrade: options.acceptBearerDowngrade ?? false,
+      timeoutMs: (options.tokenRequestTimeout ?? 10) * 1000,
       onResponse: ({ nonceRetry }) => {
         if (nonceRetry) events.emit('nonce.challenge', { origin: new URL(url).origin, at: 'authorization-server' })
       },
@@ -264,6 +269,7 @@ export function createSession(options: SessionOptions): Session {
       events.emit('token.refresh_failed', { cacheKey, code: codeOf(err), message: messageOf(err) })
     },
     onEvent(event) {
+      if (event.type === 'wait') events.emit('token.wait', { cacheKey: event.cacheKey, ms: event.ms })
       if (event.type === 'backoff') events.emit('token.backoff', { cacheKey: event.cacheKey, failures: event.failures, until: event.until, code: codeOf(event.error) })
     },
     async earn(cacheKey, generation) {

@@ -48,6 +48,8 @@ export interface TokenRequestContext {
   maxBytes?: number
   /** Accept `token_type: Bearer` for a DPoP request (a downgrade). Default false. */
   acceptBearerDowngrade?: boolean
+  /** Give up on an attempt that has not answered within this many milliseconds. Default 10,000. */
+  timeoutMs?: number
   /** Called after every response (for telemetry). */
   onResponse?: (info: { status: number; nonceRetry: boolean }) => void
 }
@@ -82,14 +84,26 @@ export async function requestTokenFromEndpoint(ctx: TokenRequestContext): Promis
     const jkt = ctx.dpop?.jkt
     if (ctx.dpop) headers.dpop = await ctx.dpop.proof('POST', ctx.endpoint)
 
+    const timeoutMs = ctx.timeoutMs ?? 10_000
+    const timeout = AbortSignal.timeout(timeoutMs)
+    const signal = ctx.signal ? AbortSignal.any([ctx.signal, timeout]) : timeout
+    const timedOut = () => new BoundError('ERR_NETWORK', `The token endpoint ${ctx.endpoint} did not answer within ${timeoutMs / 1000} s`)
     let res
+    let text: string
     try {
-      res = await ctx.fetch(ctx.endpoint, { method: 'POST', headers, body: body.toString(), redirect: 'manual', ...(ctx.signal ? { signal: ctx.signal } : {}) })
+      res = await ctx.fetch(ctx.endpoint, { method: 'POST', headers, body: body.toString(), redirect: 'manual', signal })
     } catch (err) {
+      if (timeout.aborted && !ctx.signal?.aborted) throw timedOut()
       throw networkError(err, `token endpoint ${ctx.endpoint}`, ctx.signal)
     }
     const nonce = ctx.dpop ? ctx.dpop.observe(ctx.endpoint, res.headers) : 'none'
-    const text = await readCappedText(res, maxBytes, 'ERR_TOKEN_RESPONSE_INVALID', `token endpoint response from ${ctx.endpoint}`)
+    try {
+      text = await readCappedText(res, maxBytes, 'ERR_TOKEN_RESPONSE_INVALID', `token endpoint response from ${ctx.endpoint}`)
+    } catch (err) {
+      if (timeout.aborted && !ctx.signal?.aborted) throw timedOut()
+      if (ctx.signal?.aborted) throw ctx.signal.reason
+      throw err
+    }
     let json: unknown
     try {
       json = JSON.parse(text)

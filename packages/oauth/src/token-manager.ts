@@ -36,6 +36,7 @@ export type TokenManagerEvent =
   | { type: 'refresh.scheduled'; cacheKey: string; at: number }
   | { type: 'refresh.started'; cacheKey: string; reason: 'schedule' | 'demand' | 'forced' }
   | { type: 'backoff'; cacheKey: string; failures: number; until: number; error: unknown }
+  | { type: 'wait'; cacheKey: string; ms: number }
 
 /** Options of {@link createTokenManager}. */
 export interface TokenManagerOptions {
@@ -233,11 +234,18 @@ export function createTokenManager(options: TokenManagerOptions): TokenManager {
       if (entry) setEntry(cacheKey, undefined)
       if (backingOff && !flights.has(cacheKey)) {
         // No valid token and the AS failed recently: fail fast instead of piling onto it.
-        const waitS = Math.ceil((failure.nextAttemptAt - now) / 1000)
-        const reason = failure.error instanceof Error ? failure.error.message : String(failure.error)
-        throw new BoundError('ERR_TOKEN_UNAVAILABLE', `No valid token; the last token request failed (${reason.slice(0, 300)}); next attempt in ${waitS} s`, { cause: failure.error })
+        if (!isTransient(failure.error)) throw failure.error
+        throw unavailable(failure.error, failure.nextAttemptAt - now)
       }
-      const token = await waitFor(earn(cacheKey, true), signal) // the shared request is not tied to one caller's signal
+      const started = clock.now()
+      let token: BoundToken
+      try {
+        token = await waitFor(earn(cacheKey, true), signal) // the shared request is not tied to one caller's signal
+      } catch (err) {
+        if (signal?.aborted || !isTransient(err)) throw err
+        throw unavailable(err, (failures.get(cacheKey)?.nextAttemptAt ?? now) - clock.now())
+      }
+      options.onEvent?.({ type: 'wait', cacheKey, ms: clock.now() - started })
       const held = entries.get(cacheKey)
       if (held?.token === token) held.used = true
       return token
@@ -275,6 +283,23 @@ export function createTokenManager(options: TokenManagerOptions): TokenManager {
       for (const key of [...entries.keys()]) setEntry(key, undefined)
     },
   }
+}
+
+/**
+ * Whether a token-request failure is the AS's momentary trouble (network, timeout, 5xx, 429, a
+ * malformed answer), which back-off and a later attempt can cure, rather than a configuration
+ * problem to surface as it is (bad credentials, a refused grant, a type mismatch).
+ */
+export function isTransient(err: unknown): boolean {
+  if (err instanceof TokenEndpointError) return err.status >= 500 || err.status === 429 || err.error === 'temporarily_unavailable' || err.error === 'server_error'
+  if (err instanceof BoundError) return err.code === 'ERR_NETWORK' || err.code === 'ERR_TOKEN_RESPONSE_INVALID' || err.code === 'ERR_TOKEN_UNAVAILABLE' || err.code === 'ERR_DISCOVERY'
+  return !(err instanceof Error && err.name === 'AbortError')
+}
+
+function unavailable(cause: unknown, waitMs: number): BoundError {
+  if (cause instanceof BoundError && cause.code === 'ERR_TOKEN_UNAVAILABLE') return cause
+  const reason = cause instanceof Error ? cause.message : String(cause)
+  return new BoundError('ERR_TOKEN_UNAVAILABLE', `No valid token: the authorization server could not issue one (${reason.slice(0, 300)}); next attempt in ${Math.max(0, Math.ceil(waitMs / 1000))} s`, { cause })
 }
 
 /** Waits for `promise` unless `signal` aborts first (the shared work goes on for other callers). */

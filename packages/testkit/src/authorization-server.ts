@@ -2,7 +2,8 @@
 import { generateKeyPairSync, randomBytes, X509Certificate, type KeyObject } from 'node:crypto'
 import { createServer, type Server } from 'node:https'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { calculateJwkThumbprint, type JWK } from 'jose'
+import type { Socket } from 'node:net'
+import { calculateJwkThumbprint, createLocalJWKSet, jwtVerify, type JWK, type JWTPayload } from 'jose'
 import Provider, { errors, type KoaMiddleware, type OidcKoaContext, type ProviderError } from 'oidc-provider'
 import {
   certificateSubjectMatches,
@@ -12,6 +13,19 @@ import {
 } from './certificate-identity.js'
 import type { TestCertificate, TestPki } from './pki.js'
 import { closeServer, listen } from './listen.js'
+import {
+  GRANT_TYPE_JWT_BEARER,
+  GRANT_TYPE_TOKEN_EXCHANGE,
+  installGrants,
+  type AccessTokenRevocation,
+} from './grants.js'
+import {
+  answerWithFault,
+  validateFault,
+  type TokenEndpointFault,
+  type TokenEndpointFaultOptions,
+} from './token-endpoint-faults.js'
+import { createWorkloadIdentityIssuer, type WorkloadIdentityIssuer } from './workload-identity.js'
 
 /** DPoP signature algorithms the testkit servers accept. */
 export const DPOP_SIGNING_ALGS = ['ES256', 'ES384', 'EdDSA', 'PS256', 'RS256'] as const
@@ -46,6 +60,14 @@ export interface AuthorizationServerOptions {
   mainListenerRequestsCert?: boolean
   /** Log error details of failed requests to stderr; default false. */
   verbose?: boolean
+  /**
+   * The workload identity issuer whose JWTs the token exchange and JWT bearer grants accept.
+   * Default: one made at start (`https://workload-identity.bound.test`, ES256, default audience
+   * the AS issuer); pass `{ issuer }` to name it differently.
+   */
+  workloadIdentity?: WorkloadIdentityIssuer | { issuer?: string }
+  /** Absolute lifetime of refresh token families (token exchange / JWT bearer), seconds; default 86400. */
+  refreshTokenTtl?: number
 }
 
 /** Credentials of a client that authenticates with a client secret. */
@@ -79,6 +101,13 @@ export interface MtlsClient {
   scope: string
 }
 
+/** A public client (`token_endpoint_auth_method: none`), for the token exchange and JWT bearer grants. */
+export interface PublicClient {
+  clientId: string
+  authMethod: 'none'
+  scope: string
+}
+
 /** Every client registered at the testkit authorization server. */
 export interface TestClients {
   /** `client_secret_basic`; its secret needs form-url-encoding (RFC 6749 §2.3.1). */
@@ -93,6 +122,11 @@ export interface TestClients {
   tlsClientAuth: MtlsClient
   /** `self_signed_tls_client_auth` with the selfSigned certificate; certificate-bound tokens. */
   selfSignedTlsClientAuth: MtlsClient
+  /**
+   * A public client (`none`): token exchange, JWT bearer and refresh only (no client
+   * credentials). Its refresh tokens are bound to the DPoP key of the first token.
+   */
+  publicClient: PublicClient
 }
 
 /** Token endpoint statistics of the authorization server. */
@@ -113,6 +147,14 @@ export interface AuthorizationServerCounters {
   byBinding: { dpop: number; mtls: number; bearer: number }
   /** Token requests per listener. */
   byListener: { main: number; mtls: number }
+  /** Issued tokens per `grant_type`. */
+  byGrant: Record<string, number>
+  /** Refresh tokens presented again after rotation (each revoked its family). */
+  refreshReuseDetected: number
+  /** Tokens revoked through the revocation endpoint (JWT access tokens and testkit refresh tokens). */
+  revocations: number
+  /** Token requests answered (or delayed) by a {@link AuthorizationServer.setFault} fault. */
+  faulted: number
 }
 
 /** A running oidc-provider authorization server on 127.0.0.1. */
@@ -124,12 +166,34 @@ export interface AuthorizationServer {
    * `(body) => ({ ...body, token_type: 'Bearer' })`); `undefined` turns it off.
    */
   setTokenResponseFault(fault: ((body: Record<string, unknown>) => Record<string, unknown>) | undefined): void
+  /**
+   * Test fault on the token endpoint (POST `/token` on both listeners; discovery, JWKS,
+   * revocation and introspection keep working): `hang`, `slow`, `status`, `html`, `truncated`,
+   * `huge`, `body` or `drop` (see {@link TokenEndpointFault}). `undefined` clears it. Requests
+   * held by `hang` are answered for real when the fault is set again or cleared, and dropped when
+   * the server stops. Faulted requests count in `counters().faulted` (and in `tokenRequests`).
+   */
+  setFault(fault: TokenEndpointFault | undefined, options?: TokenEndpointFaultOptions): void
+  /** The fault currently set, if any. */
+  fault(): TokenEndpointFault | undefined
+  /** The simulated workload identity issuer trusted by the token exchange and JWT bearer grants. */
+  workloadIdentity: WorkloadIdentityIssuer
+  /**
+   * Subscribes to access token revocations: a JWT access token revoked at the revocation
+   * endpoint, or the access tokens of a refresh token family that was revoked or reused.
+   * oidc-provider cannot revoke JWT access tokens itself, so resource servers listen here
+   * ({@link startTestkit} wires its RS). Returns the unsubscribe function.
+   */
+  onAccessTokenRevoked(listener: (revocation: AccessTokenRevocation) => void): () => void
   /** Origin of the second listener that serves the `mtls_endpoint_aliases`. */
   mtlsOrigin: string
   /** RFC 8414 metadata URL (`/.well-known/oauth-authorization-server`). */
   metadataUrl: string
   tokenEndpoint: string
   mtlsTokenEndpoint: string
+  /** RFC 7009 revocation endpoint (`/token/revocation`) and its mTLS alias. */
+  revocationEndpoint: string
+  mtlsRevocationEndpoint: string
   jwksUri: string
   /** The public signing keys. */
   jwks: { keys: JWK[] }
@@ -164,6 +228,10 @@ function newCounters(): AuthorizationServerCounters {
     issuedByClient: {},
     byBinding: { dpop: 0, mtls: 0, bearer: 0 },
     byListener: { main: 0, mtls: 0 },
+    byGrant: {},
+    refreshReuseDetected: 0,
+    revocations: 0,
+    faulted: 0,
   }
 }
 
@@ -244,23 +312,44 @@ function makeSecret(): string {
   return `p@ss:w+rd/~${randomBytes(12).toString('base64url')}`
 }
 
+/** Path of a request target, without the query. */
+function targetPath(url: string | undefined): string {
+  const target = url ?? '/'
+  const query = target.indexOf('?')
+  return query === -1 ? target : target.slice(0, query)
+}
+
 /**
  * Starts oidc-provider as an authorization server on two HTTPS listeners on 127.0.0.1: the issuer
  * origin, and an mTLS origin (published as `mtls_endpoint_aliases`) that asks for client
- * certificates. Client credentials, DPoP (with nonces), RFC 8705 client auth and certificate-bound
- * tokens, resource indicators with RFC 9068 JWT access tokens, revocation and introspection.
+ * certificates. Client credentials, RFC 8693 token exchange and RFC 7523 JWT bearer (subject: a
+ * simulated workload identity issuer) with rotating refresh tokens, DPoP (with nonces), RFC 8705
+ * client auth and certificate-bound tokens, resource indicators with RFC 9068 JWT access tokens,
+ * revocation (JWT access tokens included, through {@link AuthorizationServer.onAccessTokenRevoked})
+ * and introspection, plus token endpoint fault injection.
  *
  * For tests only.
  */
 export async function startAuthorizationServer(options: AuthorizationServerOptions): Promise<AuthorizationServer> {
   const { pki } = options
   const accessTokenTtl = options.accessTokenTtl ?? 300
+  const refreshTokenTtl = options.refreshTokenTtl ?? 86_400
   const requireNonce = options.requireNonce ?? true
   const verbose = options.verbose ?? false
 
   const tlsOptions = { key: pki.server.keyPem, cert: pki.server.certPem, ca: pki.caPem }
   let handler: ((req: IncomingMessage, res: ServerResponse) => void) | undefined
-  const dispatch = (req: IncomingMessage, res: ServerResponse): void => {
+
+  // Token endpoint faults (applied before oidc-provider sees the request).
+  let currentFault: TokenEndpointFault | undefined
+  let faultRemaining: number | undefined
+  const hung = new Set<{ req: IncomingMessage; res: ServerResponse }>()
+  const delayed = new Set<NodeJS.Timeout>()
+  let mtlsPort = -1
+  let counters = newCounters()
+
+  const realAnswer = (req: IncomingMessage, res: ServerResponse): void => {
+    if (res.destroyed || res.writableEnded) return
     if (handler === undefined) {
       res.statusCode = 503
       res.end()
@@ -268,15 +357,71 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
     }
     handler(req, res)
   }
+  const releaseHung = (): void => {
+    const held = [...hung]
+    hung.clear()
+    for (const { req, res } of held) realAnswer(req, res)
+  }
+  const takeFault = (): TokenEndpointFault | undefined => {
+    const fault = currentFault
+    if (fault !== undefined && faultRemaining !== undefined) {
+      faultRemaining -= 1
+      // Auto-expiry does not release requests held by `hang`: only setFault()/stop() do.
+      if (faultRemaining <= 0) {
+        currentFault = undefined
+        faultRemaining = undefined
+      }
+    }
+    return fault
+  }
+
+  const dispatch = (req: IncomingMessage, res: ServerResponse): void => {
+    if (currentFault !== undefined && req.method === 'POST' && targetPath(req.url) === '/token') {
+      const fault = takeFault()
+      if (fault !== undefined) {
+        counters.faulted += 1
+        switch (fault.kind) {
+          case 'hang': {
+            const entry = { req, res }
+            hung.add(entry)
+            res.once('close', () => hung.delete(entry))
+            return
+          }
+          case 'slow': {
+            const timer = setTimeout(() => {
+              delayed.delete(timer)
+              realAnswer(req, res)
+            }, fault.ms)
+            delayed.add(timer)
+            return
+          }
+          default:
+            // Terminal faults never reach oidc-provider: count the request here.
+            counters.tokenRequests += 1
+            counters.byListener[req.socket.localPort === mtlsPort ? 'mtls' : 'main'] += 1
+            answerWithFault(fault, req, res)
+            return
+        }
+      }
+    }
+    realAnswer(req, res)
+  }
   const mainServer: Server = createServer({
     ...tlsOptions,
     requestCert: options.mainListenerRequestsCert ?? false,
     rejectUnauthorized: false,
   }, dispatch)
   const mtlsServer: Server = createServer({ ...tlsOptions, requestCert: true, rejectUnauthorized: false }, dispatch)
+  // Every raw connection (TLS handshakes in progress included), so that stop() can cut them all.
+  const sockets = new Set<Socket>()
+  for (const server of [mainServer, mtlsServer]) {
+    server.on('connection', (socket: Socket) => {
+      sockets.add(socket)
+      socket.once('close', () => sockets.delete(socket))
+    })
+  }
 
   const mainPort = await listen(mainServer, 0)
-  let mtlsPort: number
   try {
     mtlsPort = await listen(mtlsServer, 0)
   } catch (error) {
@@ -294,6 +439,15 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
   const signingKid = await calculateJwkThumbprint(publicSigningJwk)
   Object.assign(signingJwk, { kid: signingKid, alg: 'ES256', use: 'sig' })
   Object.assign(publicSigningJwk, { kid: signingKid, alg: 'ES256', use: 'sig' })
+  const ownKeys = createLocalJWKSet({ keys: [publicSigningJwk] })
+
+  const workloadOption = options.workloadIdentity
+  const workloadIdentity: WorkloadIdentityIssuer = workloadOption !== undefined && 'mintToken' in workloadOption
+    ? workloadOption
+    : await createWorkloadIdentityIssuer({
+      ...(workloadOption?.issuer === undefined ? {} : { issuer: workloadOption.issuer }),
+      defaultAudience: issuer,
+    })
 
   // Clients.
   const scope = DEFAULT_SCOPE
@@ -336,9 +490,18 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
       certificate: pki.selfSigned,
       scope,
     },
+    publicClient: { clientId: 'public-client', authMethod: 'none', scope },
   }
 
-  const base = { grant_types: ['client_credentials'], response_types: [], redirect_uris: [], scope }
+  // Every client may use client credentials and the workload grants; `offline_access` asks the
+  // workload grants for a refresh token.
+  const workloadGrants = [GRANT_TYPE_TOKEN_EXCHANGE, GRANT_TYPE_JWT_BEARER, 'refresh_token']
+  const base = {
+    grant_types: ['client_credentials', ...workloadGrants],
+    response_types: [],
+    redirect_uris: [],
+    scope: `${scope} offline_access`,
+  }
   const clientMetadata = [
     { ...base, client_id: clients.secretBasic.clientId, client_secret: clients.secretBasic.clientSecret, token_endpoint_auth_method: 'client_secret_basic' },
     { ...base, client_id: clients.secretPost.clientId, client_secret: clients.secretPost.clientSecret, token_endpoint_auth_method: 'client_secret_post' },
@@ -370,6 +533,12 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
       jwks: { keys: [selfSignedJwk] },
       tls_client_certificate_bound_access_tokens: true,
     },
+    {
+      ...base,
+      grant_types: workloadGrants,
+      client_id: clients.publicClient.clientId,
+      token_endpoint_auth_method: 'none',
+    },
   ]
 
   // Resources.
@@ -383,10 +552,24 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
     })
   }
   for (const resource of options.resources ?? []) addResource(resource)
+  const resourceServerInfo = (resourceIndicator: string): Record<string, unknown> => {
+    const resource = resources.get(normalizeResource(resourceIndicator))
+    if (resource === undefined) throw new errors.InvalidTarget(`unknown resource ${resourceIndicator}`)
+    return {
+      scope: resource.scope,
+      audience: resource.audience,
+      accessTokenFormat: 'jwt',
+      accessTokenTTL: resource.accessTokenTtl,
+      jwt: { sign: { alg: 'ES256' } },
+    }
+  }
 
   const log = (message: string): void => {
     if (verbose) process.stderr.write(`[bound-testkit as] ${message}\n`)
   }
+
+  // Claims set by the workload grants (`sub`, carried step-up claims), applied to the JWT.
+  const tokenOverrides = new WeakMap<object, Record<string, unknown>>()
 
   const provider = new Provider(issuer, {
     clients: clientMetadata,
@@ -398,9 +581,10 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
       token_endpoint_auth_method: 'client_secret_basic',
     },
     cookies: { keys: [randomBytes(32).toString('base64url')] },
-    scopes: ['openid', 'orders:read', 'orders:write'],
+    scopes: ['openid', 'offline_access', 'orders:read', 'orders:write'],
     responseTypes: ['none'],
     clientAuthMethods: [
+      'none',
       'client_secret_basic',
       'client_secret_post',
       'client_secret_jwt',
@@ -441,16 +625,14 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
           return resources.values().next().value?.audience
         },
         useGrantedResource: async () => true,
-        getResourceServerInfo: async (_ctx: OidcKoaContext, resourceIndicator: string) => {
-          const resource = resources.get(normalizeResource(resourceIndicator))
-          if (resource === undefined) throw new errors.InvalidTarget(`unknown resource ${resourceIndicator}`)
-          return {
-            scope: resource.scope,
-            audience: resource.audience,
-            accessTokenFormat: 'jwt',
-            accessTokenTTL: resource.accessTokenTtl,
-            jwt: { sign: { alg: 'ES256' } },
-          }
+        getResourceServerInfo: async (_ctx: OidcKoaContext, resourceIndicator: string) => resourceServerInfo(resourceIndicator),
+      },
+    },
+    formats: {
+      customizers: {
+        jwt: async (_ctx: unknown, token: object, jwt: { payload: Record<string, unknown> }) => {
+          const overrides = tokenOverrides.get(token)
+          if (overrides !== undefined) Object.assign(jwt.payload, overrides)
         },
       },
     },
@@ -464,6 +646,34 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
     },
   })
 
+  // Access token revocations, for resource servers (oidc-provider cannot revoke JWT access tokens).
+  const revocationListeners = new Set<(revocation: AccessTokenRevocation) => void>()
+  const emitRevocations = (revocations: AccessTokenRevocation[]): void => {
+    for (const revocation of revocations) {
+      for (const listener of revocationListeners) {
+        try {
+          listener(revocation)
+        } catch (error) {
+          log(`revocation listener failed: ${error instanceof Error ? error.message : String(error)}`)
+        }
+      }
+    }
+  }
+
+  const refreshTokens = installGrants({
+    provider,
+    issuer,
+    workloadIdentity,
+    refreshTokenTtl,
+    resourceServerInfo,
+    extraClaims: (ctx) => stepUpClaims(ctx.oidc?.body),
+    tokenOverrides,
+    onRefreshReuse: () => {
+      counters.refreshReuseDetected += 1
+    },
+    revokeAccessTokens: emitRevocations,
+  })
+
   let tokenResponseFault: ((body: Record<string, unknown>) => Record<string, unknown>) | undefined
   // Test faults: rewrite a successful token response (e.g. a Bearer token_type for a DPoP request).
   provider.use(async (ctx, next) => {
@@ -473,7 +683,52 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
     }
   })
 
-  let counters = newCounters()
+  // RFC 7009 bridge: oidc-provider authenticates the client, then refuses JWTs
+  // (unsupported_token_type) and ignores tokens it does not know (the testkit's refresh tokens).
+  provider.use(async (ctx, next) => {
+    await next()
+    if (ctx.method !== 'POST' || ctx.path !== '/token/revocation') return
+    const client = ctx.oidc?.client
+    const token = firstString(ctx.oidc?.params?.['token'])
+    if (client === undefined || token === undefined) return
+    const refused = (ctx.body as { error?: unknown } | undefined)?.error === 'unsupported_token_type'
+    const revoked = (): void => {
+      ctx.status = 200
+      ctx.body = ''
+    }
+    const notAllowed = (): void => {
+      // As oidc-provider's default revocation.allowedPolicy: silent for public clients.
+      if (client.clientAuthMethod === 'none') return revoked()
+      ctx.status = 400
+      ctx.body = { error: 'invalid_request', error_description: 'client is not authorized to revoke the presented token' }
+    }
+    if (ctx.status === 400 && refused) {
+      let claims: JWTPayload
+      try {
+        ;({ payload: claims } = await jwtVerify(token, ownKeys, { issuer, typ: 'at+jwt', algorithms: ['ES256'] }))
+      } catch {
+        // Not an active access token of this AS (expired, foreign, forged): nothing to revoke (RFC 7009 §2.2).
+        return revoked()
+      }
+      if (claims['client_id'] !== client.clientId) return notAllowed()
+      if (typeof claims.jti === 'string') {
+        counters.revocations += 1
+        emitRevocations([{
+          jti: claims.jti,
+          clientId: client.clientId,
+          ...(typeof claims.exp === 'number' ? { exp: claims.exp } : {}),
+          reason: 'revocation_endpoint',
+        }])
+      }
+      return revoked()
+    }
+    if (ctx.status === 200 && refreshTokens.has(token)) {
+      const outcome = refreshTokens.revoke(token, client.clientId)
+      if (outcome === 'client_mismatch') return notAllowed()
+      if (outcome === 'revoked') counters.revocations += 1
+    }
+  })
+
   const countTokenRequests: KoaMiddleware = async (ctx, next) => {
     if (ctx.method !== 'POST' || ctx.path !== '/token') {
       await next()
@@ -491,6 +746,8 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
       if (ctx.status === 200) {
         counters.tokensIssued += 1
         if (clientId !== undefined) bump(counters.issuedByClient, clientId)
+        const grantType = firstString(ctx.oidc?.params?.['grant_type']) ?? firstString(ctx.oidc?.body?.['grant_type'])
+        if (grantType !== undefined) bump(counters.byGrant, grantType)
         const token = ctx.oidc?.entities['ClientCredentials'] as { 'x5t#S256'?: string } | undefined
         const dpop = body.token_type?.toLowerCase() === 'dpop'
         const mtls = token?.['x5t#S256'] !== undefined
@@ -537,7 +794,14 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
   const stop = async (): Promise<void> => {
     if (!running) return
     running = false
-    await Promise.all([closeServer(mainServer), closeServer(mtlsServer)])
+    for (const timer of delayed) clearTimeout(timer)
+    delayed.clear()
+    hung.clear()
+    // Stop listening first (new connections get ECONNREFUSED at once), then cut every connection.
+    const closing = Promise.all([closeServer(mainServer), closeServer(mtlsServer)])
+    for (const socket of sockets) socket.destroy()
+    sockets.clear()
+    await closing
   }
 
   return {
@@ -546,15 +810,33 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
     metadataUrl: `${issuer}/.well-known/oauth-authorization-server`,
     tokenEndpoint: `${issuer}/token`,
     mtlsTokenEndpoint: `${mtlsOrigin}/token`,
+    revocationEndpoint: `${issuer}/token/revocation`,
+    mtlsRevocationEndpoint: `${mtlsOrigin}/token/revocation`,
     jwksUri: `${issuer}/jwks`,
     jwks: { keys: [publicSigningJwk] },
     clients,
+    workloadIdentity,
     get running() {
       return running
     },
     addResource,
     setTokenResponseFault(fault) {
       tokenResponseFault = fault
+    },
+    setFault(fault, faultOptions = {}) {
+      if (fault !== undefined) validateFault(fault)
+      const times = faultOptions.times
+      if (times !== undefined && (!Number.isInteger(times) || times < 1)) throw new TypeError('times must be a positive integer')
+      currentFault = fault === undefined ? undefined : structuredClone(fault)
+      faultRemaining = fault === undefined ? undefined : times
+      if (fault?.kind !== 'hang') releaseHung()
+    },
+    fault: () => (currentFault === undefined ? undefined : structuredClone(currentFault)),
+    onAccessTokenRevoked(listener) {
+      revocationListeners.add(listener)
+      return () => {
+        revocationListeners.delete(listener)
+      }
     },
     counters: () => structuredClone(counters),
     resetCounters: () => {
@@ -571,6 +853,7 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
     async close() {
       if (closed) return
       closed = true
+      revocationListeners.clear()
       await stop()
     },
   }

@@ -87,6 +87,8 @@ export interface ResourceServerControl {
   nonceRequired(): boolean
   /** Rejects this access token (by its `jti`) from now on. */
   revokeToken(accessToken: string): void
+  /** Rejects the access token with this `jti` from now on. */
+  revokeJti(jti: string): void
   /**
    * Rejects every token of the client issued at or before `issuedAtOrBefore` (seconds; default
    * now). JWT `iat` has one-second resolution, so a token issued in the same second as the
@@ -208,6 +210,10 @@ export function createResourceServerState(options: { requireNonce: boolean; repl
     revokeToken(accessToken) {
       const { jti } = decodeJwt(accessToken)
       if (typeof jti !== 'string') throw new TypeError('the access token has no jti')
+      revokedJtis.add(jti)
+    },
+    revokeJti(jti) {
+      if (typeof jti !== 'string' || jti === '') throw new TypeError('jti must be a non-empty string')
       revokedJtis.add(jti)
     },
     revokeClient(clientId, issuedAtOrBefore = Math.floor(Date.now() / 1000)) {

@@ -17,10 +17,32 @@ export type {
   AuthorizationServerOptions,
   MtlsClient,
   PrivateKeyJwtClient,
+  PublicClient,
   ResourceRegistration,
   SecretClient,
   TestClients,
 } from './authorization-server.js'
+
+export {
+  GRANT_TYPE_JWT_BEARER,
+  GRANT_TYPE_TOKEN_EXCHANGE,
+  TOKEN_TYPE_ACCESS_TOKEN,
+  TOKEN_TYPE_ID_TOKEN,
+  TOKEN_TYPE_JWT,
+} from './grants.js'
+export type { AccessTokenRevocation, RevocationReason } from './grants.js'
+export type { TokenEndpointFault, TokenEndpointFaultOptions } from './token-endpoint-faults.js'
+
+export {
+  createWorkloadIdentityIssuer,
+  DEFAULT_WORKLOAD_ISSUER,
+  DEFAULT_WORKLOAD_SUBJECT,
+} from './workload-identity.js'
+export type {
+  WorkloadIdentityIssuer,
+  WorkloadIdentityIssuerOptions,
+  WorkloadTokenOptions,
+} from './workload-identity.js'
 
 export { startResourceServer } from './resource-server.js'
 export type {

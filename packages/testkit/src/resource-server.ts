@@ -408,7 +408,8 @@ export async function startResourceServer(options: ResourceServerOptions): Promi
         case 'rotate-nonce':
           return sendJson(res, 200, { ok: true, nonce: state.rotateNonce() })
         case 'revoke-token':
-          state.revokeToken(text('access_token'))
+          if (typeof input['jti'] === 'string') state.revokeJti(input['jti'])
+          else state.revokeToken(text('access_token'))
           return sendJson(res, 200, { ok: true })
         case 'revoke-client': {
           const before = input['issued_at_or_before']
@@ -591,6 +592,7 @@ export async function startResourceServer(options: ResourceServerOptions): Promi
     currentNonce: state.currentNonce,
     nonceRequired: state.nonceRequired,
     revokeToken: state.revokeToken,
+    revokeJti: state.revokeJti,
     revokeClient: state.revokeClient,
     clearRevocations: state.clearRevocations,
     requireStepUp: state.requireStepUp,

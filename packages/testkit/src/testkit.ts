@@ -6,11 +6,14 @@ import {
 } from './authorization-server.js'
 import { createTestPki, type TestPki } from './pki.js'
 import { startResourceServer, type ResourceServer } from './resource-server.js'
+import type { WorkloadIdentityIssuer } from './workload-identity.js'
 
 /** Options of {@link startTestkit}. */
 export interface TestkitOptions {
   /** Access token lifetime in seconds; default 300. */
   accessTokenTtl?: number
+  /** Refresh token (family) lifetime in seconds for the token exchange and JWT bearer grants; default 86400. */
+  refreshTokenTtl?: number
   /** The authorization server demands DPoP nonces (`use_dpop_nonce`); default true. */
   asRequiresNonce?: boolean
   /** The resource server demands DPoP nonces; default true. */
@@ -36,6 +39,12 @@ export interface Testkit {
   ca: string
   /** The registered clients and their credentials. */
   clients: TestClients
+  /**
+   * The simulated workload identity issuer (Kubernetes service account / GitHub Actions OIDC
+   * style) whose tokens the AS accepts as RFC 8693 `subject_token` and RFC 7523 `assertion`.
+   * `mintToken()` defaults: `aud` = the AS issuer, `sub` = `system:serviceaccount:ci:deployer`.
+   */
+  workloadIdentity: WorkloadIdentityIssuer
   /** Closes both servers and removes the PKI folder. Idempotent. */
   close(): Promise<void>
 }
@@ -65,6 +74,7 @@ export async function startTestkit(options: TestkitOptions = {}): Promise<Testki
     as = await startAuthorizationServer({
       pki,
       ...(options.accessTokenTtl === undefined ? {} : { accessTokenTtl: options.accessTokenTtl }),
+      ...(options.refreshTokenTtl === undefined ? {} : { refreshTokenTtl: options.refreshTokenTtl }),
       requireNonce: options.asRequiresNonce ?? true,
       verbose,
     })
@@ -88,6 +98,9 @@ export async function startTestkit(options: TestkitOptions = {}): Promise<Testki
 
   const authorizationServer = as
   const resourceServer = rs
+  // Revocation bridge: JWT access tokens revoked at the AS (revocation endpoint, refresh token
+  // family revoked or reused) are rejected by the RS from then on.
+  const unsubscribe = authorizationServer.onAccessTokenRevoked(({ jti }) => resourceServer.revokeJti(jti))
   let closing: Promise<void> | undefined
   return {
     pki,
@@ -98,8 +111,10 @@ export async function startTestkit(options: TestkitOptions = {}): Promise<Testki
     resource: resourceServer.resource,
     ca: pki.caPem,
     clients: authorizationServer.clients,
+    workloadIdentity: authorizationServer.workloadIdentity,
     close() {
       closing ??= (async () => {
+        unsubscribe()
         await Promise.allSettled([resourceServer.close(), authorizationServer.close()])
         await pki.remove()
       })()
