@@ -13,6 +13,6 @@ export type { AuthorizationServerMetadata, DiscoveryOptions } from './discovery.
 export { requestTokenFromEndpoint, retryAfterSeconds } from './token-endpoint.js'
 export type { TokenResponse, TokenRequestContext, TokenEndpointResult } from './token-endpoint.js'
 export { createTokenManager, waitFor, isTransient } from './token-manager.js'
-export type { TokenManager, TokenManagerOptions, TokenManagerEvent, RefreshOptions, BackoffOptions } from './token-manager.js'
+export type { TokenManager, TokenManagerOptions, TokenManagerEvent, RefreshOptions, BackoffOptions, Timers } from './token-manager.js'
 export { createBoundToken } from './token.js'
 export type { BoundToken, TokenBinding } from './token.js'

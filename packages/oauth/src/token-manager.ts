@@ -10,7 +10,8 @@ export interface RefreshOptions {
   /**
    * How much earlier than the refresh point a token earned on demand (not by a scheduled refresh)
    * may refresh, as a share of that point, drawn at random: a fleet that started together, or
-   * was revoked together, spreads out instead of refreshing together. Default 0.67.
+   * was revoked together, spreads out instead of refreshing together (the fleet benchmark's
+   * peak-to-mean of refreshes is about 1.75 with the default, 2.2 at 0.67). Default 0.9.
    */
   jitter?: number
   /** The same for tokens earned by a scheduled refresh (already spread). Default 0.02. */
@@ -53,6 +54,19 @@ export interface TokenManagerOptions {
   onBackgroundError?(cacheKey: string, error: unknown): void
   /** Told about schedule decisions. */
   onEvent?(event: TokenManagerEvent): void
+  /** Timer functions (simulations and tests). Default the global `setTimeout`/`clearTimeout`. */
+  timers?: Timers
+}
+
+/** The timer functions the manager uses. */
+export interface Timers {
+  setTimeout(callback: () => void, ms: number): unknown
+  clearTimeout(handle: unknown): void
+}
+
+const globalTimers: Timers = {
+  setTimeout: (callback, ms) => setTimeout(callback, ms),
+  clearTimeout: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
 }
 
 /** Caches tokens per key, refreshes ahead of expiry, and runs one token request per key. */
@@ -80,7 +94,7 @@ interface Entry {
   refreshAt: number
   usableUntil: number
   used: boolean
-  timer?: ReturnType<typeof setTimeout>
+  timer?: unknown
 }
 
 interface Failure {
@@ -110,16 +124,17 @@ export function createTokenManager(options: TokenManagerOptions): TokenManager {
   const random = options.random ?? Math.random
   const ahead = options.refresh?.ahead ?? 0.25
   const minAheadMs = (options.refresh?.minAheadSeconds ?? 5) * 1000
-  const jitter = options.refresh?.jitter ?? 0.67
+  const jitter = options.refresh?.jitter ?? 0.9
   const steadyJitter = options.refresh?.steadyJitter ?? 0.02
   const skewMs = (options.refresh?.expirySkewSeconds ?? 2) * 1000
   const background = options.refresh?.background ?? true
   if (!(ahead > 0 && ahead < 1)) throw new BoundError('ERR_INVALID_CONFIG', 'refresh.ahead must be between 0 and 1 (exclusive)')
-  if (!(jitter >= 0 && jitter < 1) || !(steadyJitter >= 0 && steadyJitter < 1)) throw new BoundError('ERR_INVALID_CONFIG', 'refresh.jitter must be in [0, 1)')
+  if (!(jitter >= 0 && jitter <= 1) || !(steadyJitter >= 0 && steadyJitter <= 1)) throw new BoundError('ERR_INVALID_CONFIG', 'refresh.jitter must be in [0, 1]')
   const initialMs = (options.backoff?.initialSeconds ?? 1) * 1000
   const maxMs = (options.backoff?.maxSeconds ?? 60) * 1000
   const maxRetryAfterMs = (options.backoff?.maxRetryAfterSeconds ?? 3600) * 1000
   const accept = options.accept ?? (() => true)
+  const timers = options.timers ?? globalTimers
   const entries = new Map<string, Entry>()
   const failures = new Map<string, Failure>()
   const generations = new Map<string, number>()
@@ -128,7 +143,7 @@ export function createTokenManager(options: TokenManagerOptions): TokenManager {
 
   const setEntry = (cacheKey: string, entry: Entry | undefined) => {
     const previous = entries.get(cacheKey)
-    if (previous?.timer) clearTimeout(previous.timer)
+    if (previous?.timer !== undefined) timers.clearTimeout(previous.timer)
     if (entry) entries.set(cacheKey, entry)
     else entries.delete(cacheKey)
   }
@@ -147,9 +162,10 @@ export function createTokenManager(options: TokenManagerOptions): TokenManager {
 
   const armTimer = (cacheKey: string, entry: Entry, at: number) => {
     if (!background || closed) return
-    if (entry.timer) clearTimeout(entry.timer)
-    entry.timer = setTimeout(() => onTimer(cacheKey, entry), Math.max(0, at - clock.now()))
-    entry.timer.unref?.()
+    if (entry.timer !== undefined) timers.clearTimeout(entry.timer)
+    const handle = timers.setTimeout(() => onTimer(cacheKey, entry), Math.max(0, at - clock.now()))
+    ;(handle as { unref?: () => void } | undefined)?.unref?.()
+    entry.timer = handle
     options.onEvent?.({ type: 'refresh.scheduled', cacheKey, at })
   }
 

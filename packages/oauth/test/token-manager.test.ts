@@ -34,12 +34,12 @@ describe('token manager', () => {
     expect(new Set(tokens.map((t) => t.value))).toEqual(new Set(['tok-1']))
   })
   it('refreshes ahead in the background (past the refresh point) while callers keep the current token', async () => {
-    const h = harness(100_000) // random 0.5: an on-demand token refreshes at 75% × (1 − 0.67 × 0.5) ≈ 49.9% of its lifetime
+    const h = harness(100_000) // random 0.5: an on-demand token refreshes at 75% × (1 − 0.9 × 0.5) ≈ 41% of its lifetime
     await h.manager.get('k')
-    h.advance(45_000)
+    h.advance(40_000)
     expect((await h.manager.get('k')).value).toBe('tok-1')
     expect(h.earned).toBe(1)
-    h.advance(10_000)
+    h.advance(2_000)
     const release = h.hold()
     expect((await h.manager.get('k')).value).toBe('tok-1') // served at once
     expect(h.earned).toBe(2)
@@ -190,7 +190,7 @@ describe('refresh schedule (fake timers)', () => {
     return { manager, get earned() { return earned } }
   }
 
-  it.each([[0, 0.75], [0.999999, 0.75 * (1 - 0.67 * 0.999999)]])('a token earned on demand refreshes at 75%% of its lifetime minus up to 67%% of that (random %s → %s)', async (r, share) => {
+  it.each([[0, 0.75], [0.999999, 0.75 * (1 - 0.9 * 0.999999)]])('a token earned on demand refreshes at 75%% of its lifetime minus up to 90%% of that (random %s → %s)', async (r, share) => {
     vi.useFakeTimers({ now: 1_000_000 })
     const h = timed(100_000, () => r)
     await h.manager.get('k')
@@ -202,7 +202,7 @@ describe('refresh schedule (fake timers)', () => {
     const h = timed(100_000, () => 1 - 1e-9)
     await h.manager.get('k') // used
     const first = h.manager.refreshAt('k')!
-    expect(first).toBeCloseTo(100_000 * 0.75 * 0.33, -1)
+    expect(first).toBeCloseTo(100_000 * 0.75 * 0.1, -1)
     await vi.advanceTimersByTimeAsync(first - 1)
     expect(h.earned).toBe(1)
     await vi.advanceTimersByTimeAsync(2)
