@@ -142,8 +142,11 @@ export function createBoundFetch(options: BoundFetchOptions): BoundFetch {
     const used = new Set<Reaction>()
     for (let stale = 0; ; ) {
       const token = await session.token({ signal: req.signal })
-      // A token bound to a key the session rotated away from is never sent (re-asked once or twice).
-      if (token.type === 'DPoP' && token.binding.jkt !== session.dpop?.jkt && stale++ < 2) continue
+      // A token bound to a key or certificate the session rotated away from is never sent.
+      if (!session.accepts(token)) {
+        if (stale++ < 2) continue
+        throw new BoundError('ERR_TOKEN_UNAVAILABLE', 'The session rotated its key or certificate while earning a token; try again')
+      }
       const { res, nonce } = await send(req, url, token, false)
       if (res.status !== 401 && res.status !== 400 && res.status !== 403) return { res }
       const challenges = readChallenges(res.headers)

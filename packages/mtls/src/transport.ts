@@ -1,6 +1,8 @@
 import { createSecureContext, rootCertificates } from 'node:tls'
 import { Agent, fetch as undiciFetch, type Dispatcher } from 'undici'
-import { BoundError } from '@bound/core'
+import { BoundError, systemClock, type Clock } from '@bound/core'
+import { clientCertificateFromPem, type ClientCertificate } from './client-certificate.js'
+import { assertCertificateValid, type ClientIdentity } from './identity.js'
 
 /** PEM text or bytes. */
 export type Pem = string | Buffer
@@ -22,8 +24,10 @@ export interface TransportOptions {
    * them. Server certificates are always verified; there is no switch to turn that off.
    */
   ca?: Pem | readonly Pem[]
-  /** A client certificate presented in the TLS handshake (mTLS). */
-  clientCertificate?: ClientCertificatePem
+  /** A client certificate presented in the TLS handshake (mTLS): PEM, or a (watched) source from `loadClientCertificate`. */
+  clientCertificate?: ClientCertificatePem | ClientCertificate
+  /** Clock for certificate validity checks. Default the system clock. */
+  clock?: Clock
   /** Keep-alive timeout of pooled connections, in milliseconds. Default 4,000. */
   keepAliveTimeout?: number
   /** Connect timeout in milliseconds. Default 10,000. */
@@ -39,46 +43,54 @@ export type TransportFetch = (input: string | URL, init?: Parameters<typeof undi
  * How Bound talks HTTP: undici's own `fetch` paired with undici `Agent`s from the same copy
  * (never a userland Agent handed to Node's global fetch), with the trust anchors and client
  * certificate given. The certificate goes only where `fetch` is used; `anonymousFetch` never
- * presents it. Key material lives in a TLS secure context made once, never in plain options.
+ * presents it. Each certificate generation gets its own Agent and TLS secure context (key material
+ * never sits in plain options; TLS sessions are resumed within a generation): after a rotation,
+ * new requests use the new one at once, requests in flight finish on the old one, which is then
+ * closed. A pooled connection made with one certificate never carries a request for another.
  */
 export interface Transport {
   /** undici's `fetch`, presenting the client certificate when one is configured. */
   readonly fetch: TransportFetch
   /** undici's `fetch` that never presents a client certificate (for origins that get no credentials). */
   readonly anonymousFetch: TransportFetch
-  /** The dispatcher behind `fetch`. */
+  /** The dispatcher behind `fetch` now. */
   readonly dispatcher: Dispatcher
   /** Whether a client certificate is configured. */
   readonly hasClientCertificate: boolean
+  /** The client certificate source, when there is one. */
+  readonly clientCertificate: ClientCertificate | undefined
   /** Closes pooled connections. Further requests fail with `ERR_CLOSED`. */
   close(): Promise<void>
 }
 
 const toList = (ca: Pem | readonly Pem[] | undefined): Pem[] => (ca === undefined ? [] : Array.isArray(ca) ? [...(ca as readonly Pem[])] : [ca as Pem])
+const isSource = (v: unknown): v is ClientCertificate => typeof v === 'object' && v !== null && typeof (v as ClientCertificate).current === 'function'
 
 /**
  * Creates a {@link Transport}.
  *
  * @example
  * ```ts
- * import { createTransport } from '@bound/mtls'
- * const transport = createTransport({ ca: readFileSync('/etc/pki/internal-ca.pem') })
+ * import { createTransport, loadClientCertificate } from '@bound/mtls'
+ * const transport = createTransport({
+ *   ca: readFileSync('/etc/pki/internal-ca.pem'),
+ *   clientCertificate: await loadClientCertificate({ certFile, keyFile, watch: true }),
+ * })
  * const res = await transport.fetch('https://api.internal/health')
  * ```
  */
 export function createTransport(options: TransportOptions = {}): Transport {
-  const extra = toList(options.ca)
+  const source = options.clientCertificate === undefined ? undefined : isSource(options.clientCertificate) ? options.clientCertificate : clientCertificateFromPem(options.clientCertificate)
+  const extra = [...toList(options.ca), ...(source?.ca ? [source.ca] : [])]
   const ca = extra.length > 0 ? [...rootCertificates, ...extra] : undefined
-  const agentFor = (clientCertificate: ClientCertificatePem | undefined) => {
+  const clock = options.clock ?? systemClock
+  const agentFor = (identity: ClientIdentity | undefined) => {
     let secureContext
     try {
-      secureContext = createSecureContext({
-        ...(ca ? { ca } : {}),
-        ...(clientCertificate ? { cert: clientCertificate.cert, key: clientCertificate.key, ...(clientCertificate.passphrase !== undefined ? { passphrase: clientCertificate.passphrase } : {}) } : {}),
-      })
+      secureContext = createSecureContext({ ...(ca ? { ca } : {}), ...(identity ? { cert: identity.certPem, key: identity.privateKey.export({ format: 'pem', type: 'pkcs8' }) } : {}) })
     } catch (err) {
       const code = (err as { code?: string }).code
-      throw new BoundError(clientCertificate ? 'ERR_MTLS_CERTIFICATE_INVALID' : 'ERR_INVALID_CONFIG', `The TLS ${clientCertificate ? 'client certificate or key' : 'trust anchors (ca)'} could not be loaded${code ? ` (${code})` : ''}`)
+      throw new BoundError(identity ? 'ERR_MTLS_CERTIFICATE_INVALID' : 'ERR_INVALID_CONFIG', `The TLS ${identity ? 'client certificate or key' : 'trust anchors (ca)'} could not be loaded${code ? ` (${code})` : ''}`)
     }
     return new Agent({
       connect: { secureContext, rejectUnauthorized: true, timeout: options.connectTimeout ?? 10_000 },
@@ -86,24 +98,52 @@ export function createTransport(options: TransportOptions = {}): Transport {
       maxHeaderSize: options.maxHeaderSize ?? 65_536,
     })
   }
-  const agent = agentFor(options.clientCertificate)
-  const anonymous = options.clientCertificate ? agentFor(undefined) : agent
+  const anonymous = agentFor(undefined)
+  let generation = source?.current()
+  let agent = generation ? agentFor(generation) : anonymous
   let closed = false
-  const via = (dispatcher: Dispatcher): TransportFetch => (input, init) => {
+  const retiring = new Set<Promise<void>>()
+  const retire = (old: Agent) => {
+    // close() lets requests already dispatched finish, then drops the connections
+    const done = old.close().catch(() => {}).finally(() => retiring.delete(done))
+    retiring.add(done)
+  }
+  const offRotated = source?.events.on('rotated', ({ current }) => {
+    if (closed) return
+    const previous = agent
+    agent = agentFor(current)
+    generation = current
+    retire(previous)
+  })
+
+  const withCertificate: TransportFetch = (input, init) => {
     if (closed) return Promise.reject(new BoundError('ERR_CLOSED', 'The transport is closed'))
-    return undiciFetch(input, { ...init, dispatcher })
+    if (generation) {
+      try {
+        assertCertificateValid(source!.current(), clock.now())
+      } catch (err) {
+        return Promise.reject(err)
+      }
+    }
+    return undiciFetch(input, { ...init, dispatcher: agent })
+  }
+  const withoutCertificate: TransportFetch = (input, init) => {
+    if (closed) return Promise.reject(new BoundError('ERR_CLOSED', 'The transport is closed'))
+    return undiciFetch(input, { ...init, dispatcher: anonymous })
   }
   const transport = {
-    fetch: via(agent),
-    anonymousFetch: via(anonymous),
-    hasClientCertificate: options.clientCertificate !== undefined,
+    fetch: withCertificate,
+    anonymousFetch: withoutCertificate,
+    hasClientCertificate: source !== undefined,
+    clientCertificate: source,
     async close() {
       if (closed) return
       closed = true
-      await Promise.all([agent.close(), anonymous === agent ? undefined : anonymous.close()])
+      offRotated?.()
+      await Promise.all([agent.close().catch(() => {}), agent === anonymous ? undefined : anonymous.close().catch(() => {}), ...retiring])
     },
   }
   // not enumerable: loggers walking the session do not descend into undici's internals
-  Object.defineProperty(transport, 'dispatcher', { value: agent, enumerable: false })
+  Object.defineProperty(transport, 'dispatcher', { get: () => agent, enumerable: false })
   return transport as Transport
 }

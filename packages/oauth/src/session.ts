@@ -1,7 +1,7 @@
 import { z } from 'zod'
 import { BoundError, TokenEndpointError, assertSecureUrl, createEmitter, systemClock, type Clock, type Emitter } from '@bound/core'
 import { createDpop, type Dpop, type DpopKey } from '@bound/dpop'
-import { createTransport, type ClientCertificatePem, type Pem, type Transport } from '@bound/mtls'
+import { createTransport, type ClientCertificate, type ClientCertificatePem, type Pem, type Transport } from '@bound/mtls'
 import { noClientAuth, type ClientAuth } from './client-auth.js'
 import { discoverAuthorizationServer, type AuthorizationServerMetadata } from './discovery.js'
 import { refreshWith, type Grant } from './grants.js'
@@ -26,8 +26,12 @@ export interface SessionOptions {
   grant: Grant
   /** A DPoP key (from `generateDpopKey`/`importDpopKey`): tokens are DPoP-bound and every request carries a proof. */
   dpop?: DpopKey
-  /** A client certificate for mTLS (client auth and/or certificate-bound tokens). */
-  clientCertificate?: ClientCertificatePem
+  /**
+   * A client certificate for mTLS (client auth and/or certificate-bound tokens): PEM, or a watched
+   * source from `loadClientCertificate({ …, watch: true })`. Tokens earned over it are dropped when
+   * it rotates.
+   */
+  clientCertificate?: ClientCertificatePem | ClientCertificate
   /** Extra trust anchors (PEM) for the AS and the APIs, added to Node's roots. */
   ca?: Pem | Pem[]
   /** A ready transport (overrides `ca` and `clientCertificate`). */
@@ -77,6 +81,7 @@ export interface SessionEvents {
   'nonce.challenge': { origin: string; at: 'authorization-server' | 'resource-server' }
   'challenge.invalid_token': { origin: string; label: string }
   'key.rotated': { previousJkt: string; jkt: string; tokensDropped: number }
+  'certificate.rotated': { previousX5t: string; x5t: string; subject: string; tokensDropped: number }
 }
 
 /** A bound session: grant + client auth + binding + token manager. */
@@ -96,6 +101,8 @@ export interface Session {
   forceRefresh(request?: TokenRequest): Promise<BoundToken>
   /** Drops `token` when it is still the held generation (after `invalid_token`). */
   invalidate(token: BoundToken): void
+  /** Whether `token` may still be sent: its binding (DPoP key, client certificate) is the session's current one. */
+  accepts(token: BoundToken): boolean
   /**
    * Moves the session to a new DPoP key. Every token bound to the old key's `jkt` is dropped at
    * once; the next request earns one bound to the new key.
@@ -198,11 +205,17 @@ export function createSession(options: SessionOptions): Session {
     return url
   }
 
-  const request = async (grant: Grant, req: TokenRequest, signal?: AbortSignal): Promise<TokenEndpointResult> => {
+  const currentX5t = () => transport.clientCertificate?.current().x5t
+  const accepts = (token: BoundToken) =>
+    (token.type !== 'DPoP' || token.binding.jkt === dpop?.jkt) && (token.binding.x5t === undefined || token.binding.x5t === currentX5t())
+
+  const request = async (grant: Grant, req: TokenRequest, signal?: AbortSignal): Promise<TokenEndpointResult & { x5t: string | undefined }> => {
     const url = await endpoint('token_endpoint', signal)
     if (!url) throw new BoundError('ERR_DISCOVERY', `The metadata of ${options.issuer} has no token_endpoint`)
     if (dpop) dpop.assertAlgAccepted((await metadata(signal))?.dpop_signing_alg_values_supported, `The authorization server ${options.issuer ?? url}`)
-    return requestTokenFromEndpoint({
+    // Tokens earned over a client certificate are tied to it (RFC 8705 §3): a rotation drops them.
+    const x5tBefore = currentX5t()
+    const result = await requestTokenFromEndpoint({
       endpoint: url,
       issuer: options.issuer,
       clientId: options.clientId,
@@ -221,10 +234,12 @@ export function createSession(options: SessionOptions): Session {
         if (nonceRetry) events.emit('nonce.challenge', { origin: new URL(url).origin, at: 'authorization-server' })
       },
     })
+    // rotated while in flight: the AS may have seen either certificate; tie it to the old one, so it is re-earned
+    return { ...result, x5t: x5tBefore }
   }
 
   /** Earns with the refresh token when one is held, else with the configured grant (GRANT-09). */
-  const earnResult = async (req: TokenRequest): Promise<{ result: TokenEndpointResult; grant: string }> => {
+  const earnResult = async (req: TokenRequest): Promise<{ result: TokenEndpointResult & { x5t: string | undefined }; grant: string }> => {
     if (refreshTokenValue !== undefined) {
       const outcome = await withRefreshLock(async () => {
         const rt = refreshTokenValue
@@ -263,8 +278,8 @@ export function createSession(options: SessionOptions): Session {
     clock,
     ...(options.refresh ? { refresh: options.refresh } : {}),
     ...(options.backoff ? { backoff: options.backoff } : {}),
-    // a token bound to a key the session rotated away from is never served again
-    accept: (token) => token.type !== 'DPoP' || token.binding.jkt === dpop?.jkt,
+    // a token bound to a key or certificate the session rotated away from is never served again
+    accept: accepts,
     onBackgroundError(cacheKey, err) {
       events.emit('token.refresh_failed', { cacheKey, code: codeOf(err), message: messageOf(err) })
     },
@@ -288,7 +303,7 @@ export function createSession(options: SessionOptions): Session {
           scope: response.scope ?? req.scope,
           cacheKey,
           generation,
-          binding: result.type === 'DPoP' && result.jkt ? { jkt: result.jkt } : {},
+          binding: { ...(result.type === 'DPoP' && result.jkt ? { jkt: result.jkt } : {}), ...(result.x5t ? { x5t: result.x5t } : {}) },
         })
         events.emit('token.acquired', { label: token.label, cacheKey, type: token.type, grant, expiresAt: token.expiresAt, attempts: result.attempts, waitMs: receivedAt - started, reason: generation === 1 ? 'demand' : 'refresh' })
         return token
@@ -311,9 +326,15 @@ export function createSession(options: SessionOptions): Session {
     return cacheKey
   }
 
+  const offRotated = transport.clientCertificate?.events.on('rotated', ({ previous, current }) => {
+    const tokensDropped = manager.dropWhere((t) => t.binding.x5t === previous.x5t)
+    events.emit('certificate.rotated', { previousX5t: previous.x5t, x5t: current.x5t, subject: current.subject, tokensDropped })
+  })
+
   const close = async (closeOptions: { revoke?: boolean; signal?: AbortSignal } = {}) => {
     if (closed) return
     closed = true
+    offRotated?.()
     const held = manager.held()
     manager.close()
     try {
@@ -350,6 +371,7 @@ export function createSession(options: SessionOptions): Session {
     forceRefresh(req = {}) {
       return manager.forceRefresh(keyFor(req), req.signal)
     },
+    accepts,
     invalidate(token) {
       if (manager.invalidate(token)) events.emit('token.invalidated', { label: token.label, cacheKey: token.cacheKey })
     },
