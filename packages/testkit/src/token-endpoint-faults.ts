@@ -21,7 +21,7 @@ export type TokenEndpointFault =
   | { kind: 'truncated' }
   /**
    * `200 application/json` with a syntactically valid token response of exactly `bytes` bytes
-   * (at least 60), streamed in 64 KiB chunks; chunked unless `contentLength` is true.
+   * (minimum 58), streamed in 64 KiB chunks; chunked unless `contentLength` is true.
    */
   | { kind: 'huge'; bytes: number; contentLength?: boolean }
   /** `200 application/json` with exactly `JSON.stringify(json)`, e.g. `{ access_token: 'x', token_type: 'DPoP', expires_in: -1 }`. */
