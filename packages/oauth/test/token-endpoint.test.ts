@@ -100,3 +100,37 @@ describe('token response hygiene', () => {
     expect(JSON.stringify(err) + err.message).not.toContain('SECRET-AT')
   })
 })
+
+describe('refresh grant and the nonce retry (RFC 9449 §8)', () => {
+  it('re-sends the same refresh token only when the AS refused the proof (use_dpop_nonce) before using it', async () => {
+    const { refreshWith } = await import('../src/grants.js')
+    const { fetch, seen } = scripted([nonceError('n1'), { status: 400, body: JSON.stringify({ error: 'invalid_grant' }) }])
+    const grant = refreshWith('rt-1', { resource: undefined, scope: undefined })
+    await expect(requestTokenFromEndpoint(await ctx(fetch, { grant }))).rejects.toMatchObject({ error: 'invalid_grant' })
+    expect(seen.map((s) => s.body.get('refresh_token'))).toEqual(['rt-1', 'rt-1'])
+    expect(seen).toHaveLength(2) // invalid_grant (the RT was looked at) is never retried
+  })
+})
+
+describe('DPOP-25: the AS alg list', () => {
+  it('a session whose key the AS does not accept fails with ERR_DPOP_ALG_UNSUPPORTED naming both, before any token request', async () => {
+    const { createSession, clientCredentials, clientSecretBasic } = await import('../src/index.js')
+    const requests: string[] = []
+    const transport = {
+      hasClientCertificate: false,
+      clientCertificate: undefined,
+      dispatcher: undefined as never,
+      close: async () => {},
+      anonymousFetch: (async () => new Response('')) as never,
+      fetch: (async (url: string) => {
+        requests.push(String(url))
+        return new Response(JSON.stringify({ issuer: 'https://as.example.com', token_endpoint: 'https://as.example.com/token', dpop_signing_alg_values_supported: ['PS256'] }), { headers: { 'content-type': 'application/json' } })
+      }) as never,
+    }
+    const session = createSession({ issuer: 'https://as.example.com', clientId: 'c', clientAuth: clientSecretBasic('s'), grant: clientCredentials(), dpop: await generateDpopKey(), transport })
+    const err = await session.token().catch((e: unknown) => e) as Error
+    expect(err).toMatchObject({ code: 'ERR_DPOP_ALG_UNSUPPORTED' })
+    expect(err.message).toMatch(/PS256.*ES256/)
+    expect(requests.every((u) => u.includes('/.well-known/'))).toBe(true)
+  })
+})
