@@ -4,15 +4,19 @@ import { createDpop, type Dpop, type DpopKey } from '@bound/dpop'
 import { createTransport, type ClientCertificate, type ClientCertificatePem, type Pem, type Transport } from '@bound/mtls'
 import { noClientAuth, type ClientAuth } from './client-auth.js'
 import { discoverAuthorizationServer, type AuthorizationServerMetadata } from './discovery.js'
+import type { ProtectedResourceMetadata } from './protected-resource.js'
 import { refreshWith, type Grant } from './grants.js'
 import { revokeToken } from './revocation.js'
-import { requestTokenFromEndpoint, type TokenEndpointResult } from './token-endpoint.js'
+import { parseTokenResponse, requestTokenFromEndpoint, type TokenEndpointResult } from './token-endpoint.js'
 import { createTokenManager, waitFor, type BackoffOptions, type RefreshOptions } from './token-manager.js'
 import { createBoundToken, type BoundToken } from './token.js'
 
 /** Options of {@link createSession}. */
 export interface SessionOptions {
-  /** The AS issuer identifier; metadata is discovered from it (RFC 8414). Either this or `tokenEndpoint`. */
+  /**
+   * The AS issuer identifier; metadata is discovered from it (RFC 8414). Without it (and without
+   * `tokenEndpoint`) a bound fetch learns the AS from the resource server's RFC 9728 metadata.
+   */
   issuer?: string
   /** The token endpoint, when the AS publishes no metadata. */
   tokenEndpoint?: string
@@ -93,14 +97,27 @@ export interface Session {
   /** The HTTP transport (AS and APIs). */
   readonly transport: Transport
   readonly events: Emitter<SessionEvents>
-  /** The grant's default resource. */
+  /** The default resource indicator: the grant's, or the one learned from the protected resource's metadata. */
   readonly resource: string | undefined
+  /** Whether the session knows where to earn tokens (an issuer or token endpoint, given or learned). */
+  readonly ready: boolean
+  /**
+   * Takes what a protected resource's RFC 9728 metadata says: its authorization server (when the
+   * session has none yet; refused when it names others only), its binding requirements, and its
+   * `resource` as the default resource indicator.
+   */
+  useResourceMetadata(metadata: ProtectedResourceMetadata): void
   /** A valid token for `request` (cached, or earned once however many callers wait). */
   token(request?: TokenRequest): Promise<BoundToken>
   /** Earns a new token for `request` now, whatever is held (joins one in flight). */
   forceRefresh(request?: TokenRequest): Promise<BoundToken>
   /** Drops `token` when it is still the held generation (after `invalid_token`). */
   invalidate(token: BoundToken): void
+  /**
+   * Holds a token the application obtained itself (e.g. from an interactive step-up) for
+   * `request`: validated like a token endpoint response and checked against the binding.
+   */
+  putToken(request: TokenRequest, response: Record<string, unknown>): BoundToken
   /** Whether `token` may still be sent: its binding (DPoP key, client certificate) is the session's current one. */
   accepts(token: BoundToken): boolean
   /**
@@ -156,7 +173,6 @@ export function createSession(options: SessionOptions): Session {
     const issue = parsed.error.issues[0]
     throw new BoundError('ERR_INVALID_CONFIG', `createSession: ${issue?.path.join('.') || 'options'}: ${issue?.message ?? 'invalid'}`)
   }
-  if (!options.issuer && !options.tokenEndpoint) throw new BoundError('ERR_INVALID_CONFIG', 'createSession: set issuer (for discovery) or tokenEndpoint')
   if (options.issuer) assertSecureUrl(options.issuer, 'issuer')
   if (options.tokenEndpoint) assertSecureUrl(options.tokenEndpoint, 'token endpoint')
   if (options.revocationEndpoint) assertSecureUrl(options.revocationEndpoint, 'revocation endpoint')
@@ -174,6 +190,8 @@ export function createSession(options: SessionOptions): Session {
   const baseGrant = options.grant
   const requests = new Map<string, TokenRequest>()
   let closed = false
+  let issuer = options.issuer
+  let defaultResource = baseGrant.resource
 
   // One refresh-token family per session, used by one request at a time (rotation would otherwise
   // trip the AS's reuse detection).
@@ -187,8 +205,8 @@ export function createSession(options: SessionOptions): Session {
 
   let metadataPromise: Promise<AuthorizationServerMetadata> | undefined
   const metadata = async (signal?: AbortSignal) => {
-    if (!options.issuer) return undefined
-    metadataPromise ??= discoverAuthorizationServer(options.issuer, { fetch: transport.fetch }).catch((err: unknown) => {
+    if (!issuer) return undefined
+    metadataPromise ??= discoverAuthorizationServer(issuer, { fetch: transport.fetch }).catch((err: unknown) => {
       metadataPromise = undefined // a failure is not cached
       throw err
     })
@@ -198,6 +216,9 @@ export function createSession(options: SessionOptions): Session {
   const endpoint = async (kind: 'token_endpoint' | 'revocation_endpoint', signal?: AbortSignal): Promise<string | undefined> => {
     const configured = kind === 'token_endpoint' ? options.tokenEndpoint : options.revocationEndpoint
     if (configured) return configured
+    if (!issuer) {
+      throw new BoundError('ERR_DISCOVERY', 'No authorization server is known yet: set issuer or tokenEndpoint, or let a bound fetch learn it from the resource server (RFC 9728)')
+    }
     const meta = await metadata(signal)
     // RFC 8705 §5: a client doing mTLS uses the aliases when the AS publishes them (MTLS-03).
     const url = (usesMtls ? meta?.mtls_endpoint_aliases?.[kind] : undefined) ?? meta?.[kind]
@@ -211,13 +232,13 @@ export function createSession(options: SessionOptions): Session {
 
   const request = async (grant: Grant, req: TokenRequest, signal?: AbortSignal): Promise<TokenEndpointResult & { x5t: string | undefined }> => {
     const url = await endpoint('token_endpoint', signal)
-    if (!url) throw new BoundError('ERR_DISCOVERY', `The metadata of ${options.issuer} has no token_endpoint`)
-    if (dpop) dpop.assertAlgAccepted((await metadata(signal))?.dpop_signing_alg_values_supported, `The authorization server ${options.issuer ?? url}`)
+    if (!url) throw new BoundError('ERR_DISCOVERY', `The metadata of ${issuer} has no token_endpoint`)
+    if (dpop) dpop.assertAlgAccepted((await metadata(signal))?.dpop_signing_alg_values_supported, `The authorization server ${issuer ?? url}`)
     // Tokens earned over a client certificate are tied to it (RFC 8705 §3): a rotation drops them.
     const x5tBefore = currentX5t()
     const result = await requestTokenFromEndpoint({
       endpoint: url,
-      issuer: options.issuer,
+      issuer,
       clientId: options.clientId,
       clientAuth,
       grant,
@@ -315,7 +336,7 @@ export function createSession(options: SessionOptions): Session {
   })
 
   const keyFor = (req: TokenRequest) => {
-    const resource = req.resource ?? baseGrant.resource
+    const resource = req.resource ?? defaultResource
     const scope = req.scope ?? baseGrant.scope
     const extra = req.extra ? Object.fromEntries(Object.entries(req.extra).sort(([a], [b]) => (a < b ? -1 : 1))) : {}
     const cacheKey = JSON.stringify([resource ?? null, scope ?? null, extra, dpop?.jkt ?? null])
@@ -341,7 +362,7 @@ export function createSession(options: SessionOptions): Session {
       if (closeOptions.revoke) {
         const url = await endpoint('revocation_endpoint', closeOptions.signal).catch(() => undefined)
         if (!url) throw new BoundError('ERR_INVALID_CONFIG', 'close({ revoke: true }): the authorization server publishes no revocation_endpoint')
-        const ctx = { endpoint: url, issuer: options.issuer, clientId: options.clientId, clientAuth, fetch: transport.fetch, clock, signal: closeOptions.signal }
+        const ctx = { endpoint: url, issuer, clientId: options.clientId, clientAuth, fetch: transport.fetch, clock, signal: closeOptions.signal }
         const failures: unknown[] = []
         const rt = refreshTokenValue
         refreshTokenValue = undefined
@@ -359,12 +380,39 @@ export function createSession(options: SessionOptions): Session {
 
   return {
     clientId: options.clientId,
-    issuer: options.issuer,
+    get issuer() {
+      return issuer
+    },
+    get ready() {
+      return issuer !== undefined || options.tokenEndpoint !== undefined
+    },
     dpop,
     transport,
     events,
-    resource: baseGrant.resource,
+    get resource() {
+      return defaultResource
+    },
     metadata,
+    useResourceMetadata(prm) {
+      const servers = prm.authorization_servers ?? []
+      if (issuer === undefined && options.tokenEndpoint === undefined) {
+        const first = servers[0]
+        if (first === undefined) throw new BoundError('ERR_DISCOVERY', `The protected resource ${prm.resource} names no authorization server`)
+        assertSecureUrl(first, 'authorization server from the protected resource metadata')
+        issuer = first
+      } else if (issuer !== undefined && servers.length > 0 && !servers.includes(issuer)) {
+        throw new BoundError('ERR_DISCOVERY', `The protected resource ${prm.resource} trusts ${servers.slice(0, 5).join(', ')}, not this session's authorization server ${issuer}`)
+      }
+      if (prm.dpop_bound_access_tokens_required && !dpop) {
+        throw new BoundError('ERR_INVALID_CONFIG', `The protected resource ${prm.resource} requires DPoP-bound tokens (RFC 9728 dpop_bound_access_tokens_required); give the session a DPoP key`)
+      }
+      if (dpop) dpop.assertAlgAccepted(prm.dpop_signing_alg_values_supported, `The protected resource ${prm.resource}`)
+      if (prm.tls_client_certificate_bound_access_tokens && !transport.hasClientCertificate && !dpop) {
+        throw new BoundError('ERR_INVALID_CONFIG', `The protected resource ${prm.resource} requires certificate-bound tokens (RFC 9728 tls_client_certificate_bound_access_tokens); give the session a client certificate`)
+      }
+      // RFC 8707: the resource indicator is the metadata's resource, verbatim
+      if (defaultResource === undefined) defaultResource = prm.resource
+    },
     token(req = {}) {
       return manager.get(keyFor(req), req.signal)
     },
@@ -372,6 +420,24 @@ export function createSession(options: SessionOptions): Session {
       return manager.forceRefresh(keyFor(req), req.signal)
     },
     accepts,
+    putToken(req, response) {
+      const parsed = parseTokenResponse(response, 'the token set given by the application', dpop !== undefined, options.acceptBearerDowngrade ?? false)
+      const cacheKey = keyFor(req)
+      const receivedAt = clock.now()
+      const token = createBoundToken({
+        value: parsed.response.access_token,
+        type: parsed.type,
+        receivedAt,
+        expiresAt: receivedAt + (parsed.response.expires_in !== undefined ? parsed.response.expires_in * 1000 : defaultLifetimeMs),
+        lifetimeAssumed: parsed.response.expires_in === undefined,
+        scope: parsed.response.scope ?? req.scope,
+        cacheKey,
+        generation: 0,
+        binding: parsed.type === 'DPoP' && dpop ? { jkt: dpop.jkt } : {},
+      })
+      manager.put(cacheKey, token)
+      return token
+    },
     invalidate(token) {
       if (manager.invalidate(token)) events.emit('token.invalidated', { label: token.label, cacheKey: token.cacheKey })
     },

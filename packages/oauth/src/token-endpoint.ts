@@ -141,23 +141,35 @@ export async function requestTokenFromEndpoint(ctx: TokenRequestContext): Promis
     ctx.onResponse?.({ status: res.status, nonceRetry: false })
 
     if (json === undefined) throw new BoundError('ERR_TOKEN_RESPONSE_INVALID', `The token endpoint ${ctx.endpoint} answered 200 with a body that is not JSON (content-type ${res.headers.get('content-type') ?? 'none'})`)
-    const parsed = tokenResponseSchema.safeParse(json)
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0]
-      throw new BoundError('ERR_TOKEN_RESPONSE_INVALID', `The token endpoint ${ctx.endpoint} answered 200 with an invalid token response (${issue ? `${issue.path.join('.') || 'body'}: ${issue.code}` : 'malformed'})`)
-    }
-    const response = parsed.data as TokenResponse
-    const type = response.token_type.toLowerCase()
-    if (ctx.dpop) {
-      if (type !== 'dpop' && !(type === 'bearer' && ctx.acceptBearerDowngrade)) {
-        throw new BoundError('ERR_TOKEN_TYPE_MISMATCH', `The token endpoint ${ctx.endpoint} answered a DPoP token request with token_type ${JSON.stringify(response.token_type.slice(0, 20))}; Bound does not downgrade a DPoP session to an unbound token`)
-      }
-    } else if (type !== 'bearer') {
-      throw new BoundError('ERR_TOKEN_TYPE_MISMATCH', `The token endpoint ${ctx.endpoint} issued token_type ${JSON.stringify(response.token_type.slice(0, 20))}, which this session cannot present (no DPoP key configured)`)
-    }
-    return { response, type: type === 'dpop' ? 'DPoP' : 'Bearer', attempts: attempt, jkt }
+    const { response, type } = parseTokenResponse(json, `the token endpoint ${ctx.endpoint}`, ctx.dpop !== undefined, ctx.acceptBearerDowngrade ?? false)
+    return { response, type, attempts: attempt, jkt }
   }
 }
+
+/**
+ * Validates a token response (RFC 6749 §5.1) and its `token_type` against the binding: a DPoP
+ * session accepts only `DPoP` (case-insensitive; `Bearer` only with the explicit downgrade opt-in),
+ * a session without a key only `Bearer`.
+ */
+export function parseTokenResponse(json: unknown, from: string, dpop: boolean, acceptBearerDowngrade: boolean): { response: TokenResponse; type: 'DPoP' | 'Bearer' } {
+  const parsed = tokenResponseSchema.safeParse(json)
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]
+    throw new BoundError('ERR_TOKEN_RESPONSE_INVALID', `${capitalise(from)} gave an invalid token response (${issue ? `${issue.path.join('.') || 'body'}: ${issue.code}` : 'malformed'})`)
+  }
+  const response = parsed.data as TokenResponse
+  const type = response.token_type.toLowerCase()
+  if (dpop) {
+    if (type !== 'dpop' && !(type === 'bearer' && acceptBearerDowngrade)) {
+      throw new BoundError('ERR_TOKEN_TYPE_MISMATCH', `${capitalise(from)} answered a DPoP token request with token_type ${JSON.stringify(response.token_type.slice(0, 20))}; Bound does not downgrade a DPoP session to an unbound token`)
+    }
+  } else if (type !== 'bearer') {
+    throw new BoundError('ERR_TOKEN_TYPE_MISMATCH', `${capitalise(from)} issued token_type ${JSON.stringify(response.token_type.slice(0, 20))}, which this session cannot present (no DPoP key configured)`)
+  }
+  return { response, type: type === 'dpop' ? 'DPoP' : 'Bearer' }
+}
+
+const capitalise = (s: string) => s.charAt(0).toUpperCase() + s.slice(1)
 
 function isErrorBody(json: unknown): json is { error: string; error_description?: string; error_uri?: string } {
   if (typeof json !== 'object' || json === null) return false

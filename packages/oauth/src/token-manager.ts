@@ -75,6 +75,8 @@ export interface TokenManager {
   get(cacheKey: string, signal?: AbortSignal): Promise<BoundToken>
   /** Earns a new token for `cacheKey` now (joining one in flight), whatever is held. */
   forceRefresh(cacheKey: string, signal?: AbortSignal): Promise<BoundToken>
+  /** Holds `token` for `cacheKey` (a token obtained elsewhere), replacing what was held. */
+  put(cacheKey: string, token: BoundToken): void
   /** Drops `token` if it is still the held generation (e.g. after `invalid_token`). */
   invalidate(token: BoundToken): boolean
   /** Drops every held token. */
@@ -270,6 +272,12 @@ export function createTokenManager(options: TokenManagerOptions): TokenManager {
       assertOpen()
       options.onEvent?.({ type: 'refresh.started', cacheKey, reason: 'forced' })
       return waitFor(earn(cacheKey, true), signal)
+    },
+    put(cacheKey, token) {
+      assertOpen()
+      failures.delete(cacheKey)
+      // no scheduled refresh: the manager cannot earn this kind of token again by itself
+      setEntry(cacheKey, { token, refreshAt: Number.POSITIVE_INFINITY, usableUntil: token.expiresAt - Math.min(skewMs, (token.expiresAt - token.receivedAt) / 4), used: true })
     },
     invalidate(token) {
       const entry = entries.get(token.cacheKey)
