@@ -112,7 +112,7 @@ export async function fetchProtectedResourceMetadata(requestUrl: string | URL, m
     if (!parsed.success) throw new BoundError('ERR_DISCOVERY', `Protected resource metadata at ${url} is malformed (${parsed.error.issues[0]?.path.join('.') || 'document'})`)
     const doc = parsed.data as ProtectedResourceMetadata
     if (!expected(doc.resource)) {
-      throw new BoundError('ERR_DISCOVERY', `Protected resource metadata at ${url} is for ${JSON.stringify(doc.resource.slice(0, 200))}, not for ${target.origin}${target.pathname} (RFC 9728 §3.3)`)
+      throw new BoundError('ERR_DISCOVERY', `Protected resource metadata at ${url} is for ${JSON.stringify(doc.resource.slice(0, 200))}, not for ${target.origin}${target.pathname} (RFC 9728 §3.3${metadataUrl !== undefined && options.match !== 'prefix' ? "; if that resource covers this URL, allow it with resourceMetadata: { match: 'prefix' }" : ''})`)
     }
     for (const as of doc.authorization_servers ?? []) assertSecureUrl(as, `authorization server ${as} in the metadata of ${doc.resource}`)
     return doc

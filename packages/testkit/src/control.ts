@@ -39,6 +39,8 @@ export interface ResourceServerCounters {
   invalidToken: number
   /** `insufficient_user_authentication` challenges. */
   stepUpChallenges: number
+  /** `insufficient_scope` challenges. */
+  scopeChallenges: number
   /** `insufficient_claims` challenges. */
   claimsChallenges: number
   /** Requests on which oauth4webapi and the jose verifier disagreed. Should stay 0. */
@@ -103,6 +105,9 @@ export interface ResourceServerControl {
   /** Requires claims in the token on paths starting with the prefix. */
   requireClaims(pathPrefix: string, claims: ClaimsRequest): void
   clearClaims(): void
+  /** Requires every one of `scope` (space-separated) in the token's `scope` on paths starting with the prefix: else 403 `insufficient_scope`. */
+  requireScope(pathPrefix: string, scope: string): void
+  clearScope(): void
   counters(): ResourceServerCounters
   resetCounters(): void
   /** The last (up to 1000) protected requests, oldest first. */
@@ -115,6 +120,7 @@ export type PolicyOutcome =
   | { ok: false; error: 'invalid_token'; description: string }
   | { ok: false; error: 'insufficient_user_authentication'; description: string; acrValues: string; maxAge?: number }
   | { ok: false; error: 'insufficient_claims'; description: string; claims: string }
+  | { ok: false; error: 'insufficient_scope'; description: string; scope: string }
 
 const SEEN_LIMIT = 1000
 const REPLAY_LIMIT = 100_000
@@ -131,6 +137,7 @@ function newCounters(): ResourceServerCounters {
     invalidToken: 0,
     stepUpChallenges: 0,
     claimsChallenges: 0,
+    scopeChallenges: 0,
     verifierDisagreements: 0,
     byBinding: { dpop: 0, mtls: 0, bearer: 0 },
     tokensSeen: 0,
@@ -185,6 +192,7 @@ export function createResourceServerState(options: { requireNonce: boolean; repl
   const revokedClients = new Map<string, number>()
   const stepUp = new Map<string, StepUpRequirement>()
   const claimsRules = new Map<string, ClaimsRequest>()
+  const scopeRules = new Map<string, string>()
   const tokensSeen = new Set<string>()
   let seen: SeenRequest[] = []
   let counters = newCounters()
@@ -231,6 +239,10 @@ export function createResourceServerState(options: { requireNonce: boolean; repl
       claimsRules.set(pathPrefix, structuredClone(claims))
     },
     clearClaims: () => claimsRules.clear(),
+    requireScope(pathPrefix, scope) {
+      scopeRules.set(pathPrefix, scope)
+    },
+    clearScope: () => scopeRules.clear(),
     counters: () => ({ ...structuredClone(counters), tokensSeen: tokensSeen.size }),
     resetCounters() {
       counters = newCounters()
@@ -278,6 +290,14 @@ export function createResourceServerState(options: { requireNonce: boolean; repl
             acrValues: step.acr_values,
             ...(step.max_age === undefined ? {} : { maxAge: step.max_age }),
           }
+        }
+      }
+
+      const requiredScope = longestPrefixMatch(scopeRules, path)
+      if (requiredScope !== undefined) {
+        const held = new Set(typeof token.scope === 'string' ? token.scope.split(' ') : [])
+        if (!requiredScope.split(' ').filter(Boolean).every((s) => held.has(s))) {
+          return { ok: false, error: 'insufficient_scope', description: `scope "${requiredScope}" is required`, scope: requiredScope }
         }
       }
 

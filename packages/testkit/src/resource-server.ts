@@ -249,6 +249,8 @@ export async function startResourceServer(options: ResourceServerOptions): Promi
         return reject(binding, outcome.error, outcome.description, [['acr_values', outcome.acrValues], ['max_age', outcome.maxAge]])
       case 'insufficient_claims':
         return reject(binding, outcome.error, outcome.description, [['claims', outcome.claims]])
+      case 'insufficient_scope':
+        return { ...reject(binding, outcome.error, outcome.description, [['scope', outcome.scope]]), status: 403 }
       default:
         return reject(binding, outcome.error, outcome.description)
     }
@@ -500,6 +502,7 @@ export async function startResourceServer(options: ResourceServerOptions): Promi
       if (outcome.error === 'invalid_token') c.invalidToken += 1
       if (outcome.error === 'insufficient_user_authentication') c.stepUpChallenges += 1
       if (outcome.error === 'insufficient_claims') c.claimsChallenges += 1
+      if (outcome.error === 'insufficient_scope') c.scopeChallenges += 1
       state.noteSeen(entry)
       log(`${outcome.status} ${method} ${url.pathname} ${outcome.error}: ${outcome.description}`)
       const headers: Record<string, string> = { 'www-authenticate': formatChallenges(outcome.challenges) }
@@ -599,6 +602,8 @@ export async function startResourceServer(options: ResourceServerOptions): Promi
     clearStepUp: state.clearStepUp,
     requireClaims: state.requireClaims,
     clearClaims: state.clearClaims,
+    requireScope: state.requireScope,
+    clearScope: state.clearScope,
     counters: state.counters,
     resetCounters: state.resetCounters,
     seen: state.seen,
