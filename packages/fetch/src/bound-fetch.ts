@@ -1,8 +1,10 @@
+import { Readable } from 'node:stream'
 import { BoundError, assertSecureUrl, createLru, createSingleFlight } from '@bound/core'
 import type { NonceObservation } from '@bound/dpop'
 import { fetchProtectedResourceMetadata, type BoundToken, type Session, type TokenRequest } from '@bound/oauth'
 import { attachChallenges, challengeFor, mergeClaims, readChallenges, type ResponseChallenge } from './challenges.js'
-import { prepareRequest, toGlobalResponse, type PreparedRequest } from './request.js'
+import { toExchange, type Exchange } from './exchange.js'
+import { prepareRequest, type PreparedRequest } from './request.js'
 
 /** Options of {@link createBoundFetch}. */
 export interface BoundFetchOptions {
@@ -57,6 +59,13 @@ export type StepUpResult = false | Record<string, string | number> | { access_to
 /** The `fetch` type Bound returns: the global one. */
 export type BoundFetch = typeof globalThis.fetch
 
+/** The request body in the form undici's dispatcher takes (web streams become Node streams). */
+function toRequestBody(body: PreparedRequest['body']) {
+  if (body === null || typeof body === 'string' || body instanceof Uint8Array) return body
+  if (typeof (body as ReadableStream).getReader === 'function') return Readable.fromWeb(body as never)
+  return body as AsyncIterable<Uint8Array>
+}
+
 /** A challenge Bound answers, each at most once per request. */
 type Reaction = 'nonce' | 'token' | 'clock' | 'metadata' | 'step-up' | 'claims' | 'scope'
 
@@ -94,17 +103,12 @@ export function createBoundFetch(options: BoundFetchOptions): BoundFetch {
     } else if (stripCredentials) {
       for (const h of ['authorization', 'dpop', 'cookie', 'proxy-authorization']) headers.delete(h)
     }
-    const init = {
-      method: req.method,
-      headers,
-      body: req.body,
-      redirect: 'manual',
-      ...(req.signal ? { signal: req.signal } : {}),
-      ...(req.body !== null && typeof req.body === 'object' && !(req.body instanceof Uint8Array) ? { duplex: 'half' } : {}),
-    }
-    const res = await (token ? session.transport.fetch : session.transport.anonymousFetch)(url, init as never)
+    const flat: Record<string, string> = {}
+    for (const [name, value] of headers) flat[name] = value
+    const data = await session.transport.request(url, { method: req.method, headers: flat, body: toRequestBody(req.body), signal: req.signal }, !token)
+    const res = toExchange(data)
     const nonce: NonceObservation = token?.type === 'DPoP' ? session.dpop!.observe(url, res.headers) : 'none'
-    return { res: res as unknown as Response, nonce }
+    return { res, nonce }
   }
 
   const boundFetch = async (input: Parameters<BoundFetch>[0], init?: RequestInit): Promise<Response> => {
@@ -120,14 +124,14 @@ export function createBoundFetch(options: BoundFetchOptions): BoundFetch {
     for (;;) {
       const { res, challenges } = carry ? await sendWithCredentials(req, url) : { res: (await send(req, url, undefined, crossedOrigin)).res, challenges: undefined }
       const done = () => {
-        const out = toGlobalResponse(res, url, hops > 0)
+        const out = res.toResponse(url, hops > 0, req.method)
         if (challenges) attachChallenges(out, challenges)
         return out
       }
       if (!REDIRECTS.has(res.status) || req.redirect === 'manual') return done()
       const location = res.headers.get('location')
       if (location === null) return done()
-      const discard = () => res.body?.cancel().catch(() => {})
+      const discard = () => res.discard()
       if (req.redirect === 'error') {
         await discard()
         throw new BoundError('ERR_INVALID_INPUT', `fetch: redirected (HTTP ${res.status}) while redirect is "error"`)
@@ -175,7 +179,7 @@ export function createBoundFetch(options: BoundFetchOptions): BoundFetch {
   const levels = createLru<string, Record<string, string> | 'token'>(100)
   const stepUps = createSingleFlight<string, StepUpResult>()
 
-  const sendWithCredentials = async (req: PreparedRequest, url: URL): Promise<{ res: Response; challenges?: ResponseChallenge[] }> => {
+  const sendWithCredentials = async (req: PreparedRequest, url: URL): Promise<{ res: Exchange; challenges?: ResponseChallenge[] }> => {
     assertSecureUrl(url, `API origin ${url.origin}`)
     const used = new Set<Reaction>()
     const pathKey = `${url.origin}${url.pathname}`
@@ -204,7 +208,7 @@ export function createBoundFetch(options: BoundFetchOptions): BoundFetch {
         // never a reason to fall back to Bearer.
         const algs = challenges.find((c) => c.scheme === 'dpop' && c.algs !== undefined)?.algs
         if (algs && !algs.includes(session.dpop.key.alg)) {
-          await res.body?.cancel().catch(() => {})
+          await res.discard()
           session.dpop.assertAlgAccepted(algs, `The resource server ${url.origin}`)
         }
       }
@@ -216,7 +220,7 @@ export function createBoundFetch(options: BoundFetchOptions): BoundFetch {
         return { res, challenges }
       }
       used.add(reaction)
-      const discard = () => res.body?.cancel().catch(() => {})
+      const discard = () => res.discard()
       switch (reaction) {
         case 'nonce':
           session.events.emit('nonce.challenge', { origin: url.origin, at: 'resource-server' })
@@ -314,7 +318,7 @@ export function createBoundFetch(options: BoundFetchOptions): BoundFetch {
     }
   }
 
-  const react = (challenge: ResponseChallenge | undefined, token: BoundToken | undefined, res: Response, url: URL, nonce: NonceObservation): Reaction | undefined => {
+  const react = (challenge: ResponseChallenge | undefined, token: BoundToken | undefined, res: Exchange, url: URL, nonce: NonceObservation): Reaction | undefined => {
     // No token sent (no AS known yet) or a challenge naming new metadata: RFC 9728 discovery.
     if (!token) return res.status === 401 ? 'metadata' : undefined
     if (!challenge) return undefined

@@ -47,7 +47,10 @@ export async function prepareRequest(input: Input, init: RequestInit | undefined
     if (init.redirect !== undefined) redirect = init.redirect as PreparedRequest['redirect']
     if (init.body !== undefined && init.body !== null) {
       const b = init.body as unknown
-      if (typeof b === 'string') body = b
+      if (typeof b === 'string') {
+        body = b
+        if (!headers.has('content-type')) headers.set('content-type', 'text/plain;charset=UTF-8')
+      }
       else if (b instanceof Uint8Array) body = b
       else if (b instanceof ArrayBuffer) body = new Uint8Array(b)
       else if (ArrayBuffer.isView(b)) body = new Uint8Array(b.buffer, b.byteOffset, b.byteLength)
@@ -72,6 +75,9 @@ export async function prepareRequest(input: Input, init: RequestInit | undefined
     }
   }
   method = normalizeMethod(method)
+  // what fetch adds when absent (it then decodes the response: see exchange.ts)
+  if (!headers.has('accept')) headers.set('accept', '*/*')
+  if (!headers.has('accept-encoding')) headers.set('accept-encoding', 'gzip, deflate, br')
   return { url, method, headers, body, replayable, signal, redirect }
 }
 
@@ -83,26 +89,4 @@ function normalizeMethod(method: string): string {
   const upper = method.toUpperCase()
   if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(method)) throw new BoundError('ERR_INVALID_INPUT', 'fetch: invalid HTTP method')
   return UPPER.has(upper) ? upper : method
-}
-
-const NULL_BODY = new Set([101, 103, 204, 205, 304])
-
-/** What {@link toGlobalResponse} reads of a response from any copy of undici. */
-export interface ResponseParts {
-  status: number
-  statusText: string
-  headers: Iterable<[string, string]>
-  body: ReadableStream<Uint8Array> | null
-}
-
-/**
- * Re-wraps undici's `Response` as the global `Response` class (Node's own undici copy differs from
- * ours), keeping status, headers, body stream, `url` and `redirected`.
- */
-export function toGlobalResponse(res: ResponseParts, url: URL, redirected: boolean): Response {
-  if (res instanceof globalThis.Response) return res
-  const out = new globalThis.Response(NULL_BODY.has(res.status) ? null : res.body, { status: res.status, statusText: res.statusText, headers: res.headers as unknown as ConstructorParameters<typeof Headers>[0] })
-  Object.defineProperty(out, 'url', { value: url.href })
-  if (redirected) Object.defineProperty(out, 'redirected', { value: true })
-  return out
 }

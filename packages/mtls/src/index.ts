@@ -1,5 +1,5 @@
 export { createTransport } from './transport.js'
-export type { Transport, TransportOptions, TransportFetch, ClientCertificatePem, Pem } from './transport.js'
+export type { Transport, TransportOptions, TransportFetch, TransportRequestOptions, ClientCertificatePem, Pem } from './transport.js'
 export { loadClientCertificate, clientCertificateFromPem } from './client-certificate.js'
 export type { ClientCertificate, ClientCertificateEvents, LoadClientCertificateOptions } from './client-certificate.js'
 export { parseClientIdentity, certificateThumbprint, spiffeIdOf, assertCertificateValid } from './identity.js'

@@ -1,0 +1,198 @@
+import { STATUS_CODES } from 'node:http'
+import { Readable, Transform } from 'node:stream'
+import { createBrotliDecompress, createGunzip, createInflate, createInflateRaw } from 'node:zlib'
+import type { Dispatcher } from 'undici'
+
+/** A `get(name)` view over undici's raw response headers (lower-cased names, arrays for repeats). */
+export interface HeadersView {
+  get(name: string): string | null
+}
+
+/** One HTTP exchange on the fast path, before (or instead of) becoming a `Response`. */
+export interface Exchange {
+  readonly status: number
+  readonly headers: HeadersView
+  /** Drops the body without reading it (for a response Bound answers and does not return). */
+  discard(): Promise<void>
+  /** The global `Response` the caller gets, streaming the body (decoded as fetch does). */
+  toResponse(url: URL, redirected: boolean, method: string): Response
+}
+
+const NULL_BODY = new Set([101, 103, 204, 205, 304])
+
+/** Wraps undici's `ResponseData` as an {@link Exchange}. */
+export function toExchange(data: Dispatcher.ResponseData): Exchange {
+  const raw = data.headers
+  const headers: HeadersView = {
+    get(name) {
+      const v = raw[name.toLowerCase()]
+      return v === undefined ? null : Array.isArray(v) ? v.join(', ') : v
+    },
+  }
+  return {
+    status: data.statusCode,
+    headers,
+    discard: () => data.body.dump({ limit: 65_536 }).catch(() => {}),
+    toResponse(url, redirected, method) {
+      const out = new Headers()
+      for (const [name, value] of Object.entries(raw)) {
+        if (value === undefined) continue
+        if (Array.isArray(value)) for (const v of value) out.append(name, v)
+        else out.append(name, value)
+      }
+      let body: Readable | null = data.body
+      if (NULL_BODY.has(data.statusCode) || method === 'HEAD') {
+        void data.body.dump().catch(() => {})
+        body = null
+      } else {
+        body = decode(data.body, headers.get('content-encoding'))
+      }
+      return new BoundResponse(body, { status: data.statusCode, statusText: STATUS_CODES[data.statusCode] ?? '', headers: out }, url.href, redirected) as unknown as Response
+    },
+  }
+}
+
+type FastBody = Readable & { text?: () => Promise<string>; json?: () => Promise<unknown>; arrayBuffer?: () => Promise<ArrayBuffer> }
+
+/**
+ * The global `Response`, reading its body straight from undici's stream: the web `ReadableStream`
+ * is only made if `body` is asked for, so `json()`/`text()`/`arrayBuffer()` skip the web-streams
+ * machinery that dominates fetch's cost. Everything else is the platform's own Response.
+ */
+// (typed against a minimal base: the DOM typings declare Response's accessors and methods as
+// properties, which a subclass may not redefine in TypeScript; at run time it is the real Response)
+const PlatformResponse = globalThis.Response as unknown as new (body: null, init: ResponseInit) => { readonly headers: Headers; readonly status: number; readonly statusText: string }
+
+class BoundResponse extends PlatformResponse {
+  #source: FastBody | null
+  #stream: ReadableStream<Uint8Array> | null = null
+  #used = false
+  readonly #url: string
+  readonly #redirected: boolean
+
+  constructor(source: Readable | null, init: ResponseInit, url: string, redirected: boolean) {
+    super(null, init)
+    this.#source = source
+    this.#url = url
+    this.#redirected = redirected
+  }
+
+  get url(): string {
+    return this.#url
+  }
+
+  get redirected(): boolean {
+    return this.#redirected
+  }
+
+  get body(): ReadableStream<Uint8Array> | null {
+    if (this.#source === null) return null
+    this.#stream ??= Readable.toWeb(this.#source) as unknown as ReadableStream<Uint8Array>
+    return this.#stream
+  }
+
+  get bodyUsed(): boolean {
+    return this.#used || (this.#stream !== null && (this.#stream.locked || this.#source?.readableEnded === true))
+  }
+
+  #take(): FastBody | null {
+    if (this.bodyUsed) throw new TypeError('Body is unusable: Body has already been read')
+    this.#used = true
+    return this.#stream === null ? this.#source : null
+  }
+
+  /** Reads the whole body through the web stream (when one was made) with the platform's Response. */
+  #viaStream(): Response {
+    return new Response(this.#stream, { headers: this.headers })
+  }
+
+  async arrayBuffer(): Promise<ArrayBuffer> {
+    const stream = this.#stream
+    const source = this.#take()
+    if (source === null) return stream ? this.#viaStream().arrayBuffer() : new ArrayBuffer(0)
+    if (typeof source.arrayBuffer === 'function') return source.arrayBuffer()
+    const chunks: Buffer[] = []
+    for await (const chunk of source) chunks.push(chunk as Buffer)
+    const all = Buffer.concat(chunks)
+    return all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength) as ArrayBuffer
+  }
+
+  async bytes(): Promise<Uint8Array> {
+    return new Uint8Array(await this.arrayBuffer())
+  }
+
+  async text(): Promise<string> {
+    const source = this.#source
+    if (source !== null && this.#stream === null && typeof source.text === 'function' && !this.bodyUsed) {
+      this.#used = true
+      return source.text()
+    }
+    return new TextDecoder().decode(await this.arrayBuffer())
+  }
+
+  async json(): Promise<unknown> {
+    return JSON.parse(await this.text())
+  }
+
+  async blob(): Promise<Blob> {
+    return new Blob([await this.arrayBuffer()], { type: this.headers.get('content-type') ?? '' })
+  }
+
+  async formData(): Promise<FormData> {
+    const bytes = await this.arrayBuffer()
+    return new Response(bytes, { headers: this.headers }).formData()
+  }
+
+  clone(): Response {
+    if (this.bodyUsed) throw new TypeError('Response.clone: Body has already been consumed.')
+    const stream = this.body
+    let other: ReadableStream<Uint8Array> | null = null
+    if (stream) {
+      const [a, b] = stream.tee()
+      this.#stream = a
+      other = b
+    }
+    const copy = new Response(other, { status: this.status, statusText: this.statusText, headers: this.headers })
+    Object.defineProperty(copy, 'url', { value: this.#url })
+    if (this.#redirected) Object.defineProperty(copy, 'redirected', { value: true })
+    return copy
+  }
+}
+
+/** Undoes `Content-Encoding` the way fetch does (gzip, deflate, br; several in order). */
+function decode(body: Readable, encoding: string | null): Readable {
+  if (!encoding) return body
+  const codings = encoding.toLowerCase().split(',').map((c) => c.trim()).filter((c) => c && c !== 'identity')
+  let stream: Readable = body
+  for (const coding of codings.reverse()) {
+    const decoder =
+      coding === 'gzip' || coding === 'x-gzip' ? createGunzip({ finishFlush: 2 /* Z_SYNC_FLUSH: tolerate truncated tails like fetch */ })
+        : coding === 'deflate' ? createDeflateAuto()
+          : coding === 'br' ? createBrotliDecompress()
+            : undefined
+    if (!decoder) return stream // unknown coding: hand the bytes over as they are, as fetch does
+    stream.on('error', (err) => decoder.destroy(err))
+    stream = stream.pipe(decoder)
+  }
+  return stream
+}
+
+/** `deflate` is zlib-wrapped per RFC 9110, but some servers send raw deflate: look at the first byte. */
+function createDeflateAuto(): Transform {
+  let inner: Transform | undefined
+  return new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      if (!inner) {
+        inner = (chunk[0]! & 0x0f) === 0x08 ? createInflate() : createInflateRaw()
+        inner.on('data', (d: Buffer) => this.push(d))
+        inner.on('error', (e) => this.destroy(e))
+      }
+      inner.write(chunk, () => done())
+    },
+    flush(done) {
+      if (!inner) return done()
+      inner.once('end', () => done())
+      inner.end()
+    },
+  })
+}
