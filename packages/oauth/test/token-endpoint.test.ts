@@ -122,6 +122,7 @@ describe('DPOP-25: the AS alg list', () => {
       dispatcher: undefined as never,
       close: async () => {},
       anonymousFetch: (async () => new Response('')) as never,
+      request: (async () => { throw new Error('not used') }) as never,
       fetch: (async (url: string) => {
         requests.push(String(url))
         return new Response(JSON.stringify({ issuer: 'https://as.example.com', token_endpoint: 'https://as.example.com/token', dpop_signing_alg_values_supported: ['PS256'] }), { headers: { 'content-type': 'application/json' } })
