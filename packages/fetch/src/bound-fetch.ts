@@ -1,60 +1,16 @@
 import { Readable } from 'node:stream'
-import { BoundError, assertSecureUrl, createLru, createSingleFlight } from '@bound/core'
-import type { NonceObservation } from '@bound/dpop'
-import { fetchProtectedResourceMetadata, type BoundToken, type Session, type TokenRequest } from '@bound/oauth'
-import { attachChallenges, challengeFor, mergeClaims, readChallenges, type ResponseChallenge } from './challenges.js'
-import { toExchange, type Exchange } from './exchange.js'
+import { BoundError } from '@bound/core'
+import type { BoundToken } from '@bound/oauth'
+import { attachChallenges } from './challenges.js'
+import { createChallengeEngine, type BoundOptions } from './engine.js'
+import { toExchange } from './exchange.js'
 import { prepareRequest, type PreparedRequest } from './request.js'
 
 /** Options of {@link createBoundFetch}. */
-export interface BoundFetchOptions {
-  /** The session whose tokens and binding requests carry. */
-  session: Session
-  /**
-   * Origins (`https://api.example.com`) that receive credentials: the token, the DPoP proof and
-   * the client certificate. Requests elsewhere carry none. Plain `http:` is refused unless loopback.
-   */
-  origins: readonly string[]
-  /**
-   * A request for (or a redirect to) another origin: sent without credentials (`'plain'`, the
-   * default) or refused with `ERR_ORIGIN_NOT_ALLOWED` (`'error'`).
-   */
-  otherOrigins?: 'plain' | 'error'
+export interface BoundFetchOptions extends BoundOptions {
   /** Redirect hops Bound follows at most. Default 10. */
   maxRedirects?: number
-  /**
-   * Called when a resource server demands a stronger or fresher authentication (RFC 9470
-   * `insufficient_user_authentication`). All requests waiting on the same level share one call.
-   * Return token-request parameters for that level (e.g. `{ acr_values }`), a token set the
-   * application obtained itself (`{ access_token, token_type, expires_in }`), or `false` to decline.
-   * Without it, such responses are returned with an `ERR_STEP_UP_REQUIRED` challenge.
-   */
-  onStepUp?: (challenge: StepUpChallenge) => Promise<StepUpResult> | StepUpResult
-  /**
-   * Called on `insufficient_scope`: the scope to ask for, or `false` to return the response.
-   * Default: the union of the held and the required scopes, once.
-   */
-  onInsufficientScope?: (challenge: ResponseChallenge, heldScope: string | undefined) => Promise<string | false> | string | false
-  /** Client capabilities merged into claims challenges (Microsoft CAE `xms_cc`, e.g. `['cp1']`). */
-  clientCapabilities?: readonly string[]
-  /** RFC 9728 discovery: origins besides each resource's own from which its metadata may be fetched; and the `resource` match policy. */
-  resourceMetadata?: { allowedOrigins?: readonly string[]; match?: 'exact' | 'prefix' }
 }
-
-/** A step-up challenge handed to `onStepUp`. */
-export interface StepUpChallenge {
-  /** The URL whose request was challenged. */
-  url: string
-  /** `acr_values`, in order. */
-  acrValues: string[] | undefined
-  /** `max_age` in seconds. */
-  maxAge: number | undefined
-  /** The challenge as parsed. */
-  challenge: ResponseChallenge
-}
-
-/** What `onStepUp` returns: token-request parameters, a token set, or `false` to decline. */
-export type StepUpResult = false | Record<string, string | number> | { access_token: string; token_type: string; expires_in?: number; scope?: string }
 
 /** The `fetch` type Bound returns: the global one. */
 export type BoundFetch = typeof globalThis.fetch
@@ -65,9 +21,6 @@ function toRequestBody(body: PreparedRequest['body']) {
   if (typeof (body as ReadableStream).getReader === 'function') return Readable.fromWeb(body as never)
   return body as AsyncIterable<Uint8Array>
 }
-
-/** A challenge Bound answers, each at most once per request. */
-type Reaction = 'nonce' | 'token' | 'clock' | 'metadata' | 'step-up' | 'claims' | 'scope'
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308])
 const BODY_HEADERS = ['content-type', 'content-length', 'content-encoding', 'content-language', 'content-location']
@@ -86,19 +39,17 @@ const BODY_HEADERS = ['content-type', 'content-length', 'content-encoding', 'con
  * ```
  */
 export function createBoundFetch(options: BoundFetchOptions): BoundFetch {
-  const { session } = options
-  if (!session || typeof session.token !== 'function') throw new BoundError('ERR_INVALID_CONFIG', 'createBoundFetch: session must come from createSession()')
-  if (!Array.isArray(options.origins) || options.origins.length === 0) throw new BoundError('ERR_INVALID_CONFIG', 'createBoundFetch: origins must list at least one origin that may receive credentials')
-  const allowed = new Set(options.origins.map((o, i) => assertSecureUrl(o, `credential origin origins[${i}]`).origin))
-  const otherOrigins = options.otherOrigins ?? 'plain'
+  const engine = createChallengeEngine(options)
+  const { session, otherOrigins } = engine
   const maxRedirects = options.maxRedirects ?? 10
 
   /** One HTTP exchange. Credentials only with a token; the client certificate only then too. */
   const send = async (req: PreparedRequest, url: URL, token: BoundToken | undefined, stripCredentials: boolean) => {
     const headers = new Headers(req.headers)
     if (token) {
-      headers.set('authorization', `${token.type} ${token.value}`)
-      if (token.type === 'DPoP') headers.set('dpop', await session.dpop!.proof(req.method, url, { accessToken: token.value }))
+      const credentials = await engine.credentials(token, req.method, url)
+      headers.set('authorization', credentials.authorization)
+      if (credentials.dpop) headers.set('dpop', credentials.dpop)
       else headers.delete('dpop')
     } else if (stripCredentials) {
       for (const h of ['authorization', 'dpop', 'cookie', 'proxy-authorization']) headers.delete(h)
@@ -106,23 +57,21 @@ export function createBoundFetch(options: BoundFetchOptions): BoundFetch {
     const flat: Record<string, string> = {}
     for (const [name, value] of headers) flat[name] = value
     const data = await session.transport.request(url, { method: req.method, headers: flat, body: toRequestBody(req.body), signal: req.signal }, !token)
-    const res = toExchange(data)
-    const nonce: NonceObservation = token?.type === 'DPoP' ? session.dpop!.observe(url, res.headers) : 'none'
-    return { res, nonce }
+    return toExchange(data)
   }
 
   const boundFetch = async (input: Parameters<BoundFetch>[0], init?: RequestInit): Promise<Response> => {
     const req = await prepareRequest(input as never, init)
     req.signal?.throwIfAborted()
     let url = req.url
-    if (!allowed.has(url.origin) && otherOrigins === 'error') {
+    if (!engine.isCredentialOrigin(url.origin) && otherOrigins === 'error') {
       throw new BoundError('ERR_ORIGIN_NOT_ALLOWED', `fetch: ${url.origin} is not one of the origins this bound fetch sends credentials to`)
     }
-    let carry = allowed.has(url.origin)
+    let carry = engine.isCredentialOrigin(url.origin)
     let crossedOrigin = false
     let hops = 0
     for (;;) {
-      const { res, challenges } = carry ? await sendWithCredentials(req, url) : { res: (await send(req, url, undefined, crossedOrigin)).res, challenges: undefined }
+      const { res, challenges } = carry ? await engine.run(url, req, (token) => send(req, url, token, false)) : { res: await send(req, url, undefined, crossedOrigin), challenges: undefined }
       const done = () => {
         const out = res.toResponse(url, hops > 0, req.method)
         if (challenges) attachChallenges(out, challenges)
@@ -157,7 +106,7 @@ export function createBoundFetch(options: BoundFetchOptions): BoundFetch {
       await discard()
       if (next.origin !== url.origin) {
         // Credentials never follow a change of origin (DPOP-29), and 'error' holds for redirects too.
-        if (!allowed.has(next.origin) && otherOrigins === 'error') {
+        if (!engine.isCredentialOrigin(next.origin) && otherOrigins === 'error') {
           throw new BoundError('ERR_ORIGIN_NOT_ALLOWED', `fetch: redirected to ${next.origin}, which is not one of the origins this bound fetch may reach`)
         }
         carry = false
@@ -170,180 +119,6 @@ export function createBoundFetch(options: BoundFetchOptions): BoundFetch {
         for (const h of BODY_HEADERS) req.headers.delete(h)
       }
       url = next
-    }
-  }
-
-  // What was learned per origin (RFC 9728 resource) and per path (the step-up level it needs).
-  const resources = createLru<string, string>(1000)
-  const pathLevels = createLru<string, Record<string, string>>(1000)
-  const levels = createLru<string, Record<string, string> | 'token'>(100)
-  const stepUps = createSingleFlight<string, StepUpResult>()
-
-  const sendWithCredentials = async (req: PreparedRequest, url: URL): Promise<{ res: Exchange; challenges?: ResponseChallenge[] }> => {
-    assertSecureUrl(url, `API origin ${url.origin}`)
-    const used = new Set<Reaction>()
-    const pathKey = `${url.origin}${url.pathname}`
-    const tokenRequest: TokenRequest = { resource: resources.get(url.origin), extra: pathLevels.get(pathKey), signal: req.signal }
-    let forceNew = false
-    for (let stale = 0; ; ) {
-      let token: BoundToken | undefined
-      if (session.ready) {
-        token = forceNew ? await session.forceRefresh(tokenRequest) : await session.token(tokenRequest)
-        forceNew = false
-        // A token bound to a key or certificate the session rotated away from is never sent.
-        if (!session.accepts(token)) {
-          if (stale++ < 2) continue
-          throw new BoundError('ERR_TOKEN_UNAVAILABLE', 'The session rotated its key or certificate while earning a token; try again')
-        }
-      }
-      const { res, nonce } = await send(req, url, token, false)
-      if (res.status !== 401 && res.status !== 400 && res.status !== 403) {
-        if (tokenRequest.extra && used.has('step-up')) pathLevels.set(pathKey, tokenRequest.extra)
-        return { res }
-      }
-      const challenges = readChallenges(res.headers)
-      const challenge = challengeFor(challenges, token ? (token.type === 'DPoP' ? 'dpop' : 'bearer') : undefined)
-      if (token?.type === 'DPoP' && session.dpop) {
-        // DPOP-24: the RS says which algs it takes; a key it refuses is a configuration error,
-        // never a reason to fall back to Bearer.
-        const algs = challenges.find((c) => c.scheme === 'dpop' && c.algs !== undefined)?.algs
-        if (algs && !algs.includes(session.dpop.key.alg)) {
-          await res.discard()
-          session.dpop.assertAlgAccepted(algs, `The resource server ${url.origin}`)
-        }
-      }
-      const reaction = react(challenge, token, res, url, nonce)
-      if (reaction === undefined || used.has(reaction) || !req.replayable) {
-        // answered once already (a second invalid_token, a refused step-up token), or never answerable
-        if (challenge && reaction !== undefined && used.has(reaction)) annotate(challenge, reaction, url)
-        else if (challenge?.kind === 'step-up') annotate(challenge, 'step-up', url)
-        return { res, challenges }
-      }
-      used.add(reaction)
-      const discard = () => res.discard()
-      switch (reaction) {
-        case 'nonce':
-          session.events.emit('nonce.challenge', { origin: url.origin, at: 'resource-server' })
-          break
-        case 'clock':
-          break
-        case 'token':
-          session.events.emit('challenge.invalid_token', { origin: url.origin, label: token!.label })
-          session.invalidate(token!)
-          break
-        case 'metadata': {
-          // CHAL-13/PRM-01: learn the AS and the resource from the RFC 9728 metadata, then earn a token.
-          await discard()
-          const prm = await fetchProtectedResourceMetadata(url, challenge?.resourceMetadata, {
-            fetch: session.transport.fetch,
-            ...(req.signal ? { signal: req.signal } : {}),
-            ...(options.resourceMetadata?.allowedOrigins ? { allowedOrigins: options.resourceMetadata.allowedOrigins } : {}),
-            ...(options.resourceMetadata?.match ? { match: options.resourceMetadata.match } : {}),
-          })
-          session.useResourceMetadata(prm)
-          resources.set(url.origin, prm.resource)
-          tokenRequest.resource = prm.resource
-          continue
-        }
-        case 'step-up': {
-          const extra = await stepUp(challenge!, url, token)
-          if (extra === false) {
-            annotate(challenge!, 'step-up', url, true)
-            return { res, challenges }
-          }
-          tokenRequest.extra = extra
-          break
-        }
-        case 'claims': {
-          // CAE-03: a token request carrying the claims (and the client's capabilities), bypassing the cache.
-          const claims = mergeClaims(challenge!.claims!, options.clientCapabilities)
-          tokenRequest.extra = { ...tokenRequest.extra, claims: JSON.stringify(claims) }
-          forceNew = true
-          break
-        }
-        case 'scope': {
-          const wanted = await (options.onInsufficientScope ?? defaultScope)(challenge!, token?.scope)
-          if (wanted === false || wanted === (tokenRequest.scope ?? token?.scope)) return { res, challenges }
-          tokenRequest.scope = wanted
-          break
-        }
-      }
-      await discard()
-    }
-  }
-
-  const defaultScope = (challenge: ResponseChallenge, held: string | undefined): string | false => {
-    // MCP-05: never "refresh to widen"; ask for what is held plus what is required
-    const union = [...new Set([...(held?.split(' ').filter(Boolean) ?? []), ...(challenge.scope ?? [])])]
-    return union.length > 0 ? union.join(' ') : false
-  }
-
-  /** RFC 9470: one `onStepUp` call per level, shared by every request waiting on it; the answer is remembered. */
-  const stepUp = async (challenge: ResponseChallenge, url: URL, token: BoundToken | undefined): Promise<Record<string, string> | false> => {
-    if (!options.onStepUp) return false
-    const levelKey = JSON.stringify([challenge.acrValues ?? null, challenge.maxAge ?? null])
-    const known = levels.get(levelKey)
-    const knownExtra = known === 'token' ? { step_up: levelKey } : known
-    // A level token that was just refused (max_age passed, or revoked) needs a fresh step-up.
-    const refused = token !== undefined && knownExtra !== undefined && sameExtra(token, knownExtra)
-    if (knownExtra && !refused) return knownExtra
-    if (refused) levels.delete(levelKey)
-    const result = await stepUps.run(levelKey, async () => options.onStepUp!({ url: url.href, acrValues: challenge.acrValues, maxAge: challenge.maxAge, challenge }))
-    if (result === false || result === null || typeof result !== 'object') return false
-    if (typeof (result as { access_token?: unknown }).access_token === 'string') {
-      const extra = { step_up: levelKey }
-      session.putToken({ resource: resources.get(url.origin), extra }, result as Record<string, unknown>)
-      levels.set(levelKey, 'token')
-      return extra
-    }
-    const extra = Object.fromEntries(Object.entries(result).map(([k, v]) => [k, String(v)]))
-    levels.set(levelKey, extra)
-    return extra
-  }
-
-  const sameExtra = (token: BoundToken, extra: Record<string, string>) => {
-    try {
-      return JSON.stringify((JSON.parse(token.cacheKey) as unknown[])[2]) === JSON.stringify(Object.fromEntries(Object.entries(extra).sort(([a], [b]) => (a < b ? -1 : 1))))
-    } catch {
-      return false
-    }
-  }
-
-  const annotate = (challenge: ResponseChallenge, reaction: Reaction, url: URL, declined = false) => {
-    if (reaction === 'token') {
-      challenge.boundError = new BoundError('ERR_SESSION_REVOKED', `${url.origin} refused a freshly earned token too (invalid_token): the session looks revoked${challenge.errorDescription ? ` (${challenge.errorDescription})` : ''}`)
-    } else if (reaction === 'step-up') {
-      const level = [challenge.acrValues ? `acr_values ${challenge.acrValues.join(' ')}` : '', challenge.maxAge !== undefined ? `max_age ${challenge.maxAge}` : ''].filter(Boolean).join(', ')
-      challenge.boundError = new BoundError('ERR_STEP_UP_REQUIRED', `${url.origin}${url.pathname} requires a stronger authentication${level ? ` (${level})` : ''}${options.onStepUp ? (declined ? '; onStepUp declined' : '; the stepped-up token was refused too') : '; configure onStepUp to handle it'}`)
-    }
-  }
-
-  const react = (challenge: ResponseChallenge | undefined, token: BoundToken | undefined, res: Exchange, url: URL, nonce: NonceObservation): Reaction | undefined => {
-    // No token sent (no AS known yet) or a challenge naming new metadata: RFC 9728 discovery.
-    if (!token) return res.status === 401 ? 'metadata' : undefined
-    if (!challenge) return undefined
-    switch (challenge.kind) {
-      // DPOP-17/20/21: a nonce challenge (401, or a 400 from a confused RS) with a valid new nonce: new proof, same token.
-      // ('unchanged' too: concurrent requests all learn the same new nonce; only the first one stores it)
-      case 'dpop-nonce':
-        return token.type === 'DPoP' && (nonce === 'stored' || nonce === 'unchanged') ? 'nonce' : undefined
-      // DPOP-23/32: a rejected proof: learn the server's clock from Date (once per origin per minute), one new proof.
-      case 'invalid-dpop-proof':
-        return token.type === 'DPoP' && session.dpop?.learnClockSkew(url, Date.parse(res.headers.get('date') ?? '')) ? 'clock' : undefined
-      // CHAL-13: invalid_token: drop that token generation, earn a new one (single-flight), retry once.
-      case 'invalid-token':
-        return res.status === 401 ? 'token' : undefined
-      case 'step-up':
-        return challenge.malformed ? undefined : 'step-up'
-      case 'insufficient-claims':
-        return challenge.claims ? 'claims' : undefined
-      case 'insufficient-scope':
-        return 'scope'
-      // PRM-12: a 401 without error that names resource metadata: re-discover once.
-      case 'resource-metadata':
-        return res.status === 401 ? 'metadata' : undefined
-      default:
-        return undefined
     }
   }
 
