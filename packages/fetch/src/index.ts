@@ -1,6 +1,7 @@
 export { createBoundFetch } from './bound-fetch.js'
 export type { BoundFetch, BoundFetchOptions } from './bound-fetch.js'
 export { createChallengeEngine } from './engine.js'
+export { boundInterceptor } from './interceptor.js'
 export type { BoundOptions, ChallengeEngine, EngineExchange, StepUpChallenge, StepUpResult } from './engine.js'
 export { getChallenges, mergeClaims } from './challenges.js'
 export type { ResponseChallenge } from './challenges.js'

@@ -1,0 +1,113 @@
+import { STATUS_CODES } from 'node:http'
+import { assertSecureUrl, isBoundError } from '@bound/core'
+import { createBoundFetch, getChallenges } from '@bound/fetch'
+import { parseCommand } from '../args.js'
+import { buildSession, credentialOptions } from '../credentials.js'
+import { CliError, EXIT_CODES, networkDetail, usage } from '../errors.js'
+import { scrub, writeAll, type Context } from '../io.js'
+
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
+/** Headers Bound sets itself on credential origins. */
+const RESERVED = new Set(['authorization', 'dpop'])
+
+function parseHeaders(lines: readonly string[]): Headers {
+  const headers = new Headers()
+  for (const line of lines) {
+    const colon = line.indexOf(':')
+    const name = colon < 0 ? '' : line.slice(0, colon).trim()
+    if (!TOKEN.test(name)) throw usage(`-H expects 'Name: value' (got ${JSON.stringify(line.slice(0, 40))})`)
+    if (RESERVED.has(name.toLowerCase())) throw usage(`-H ${name}: bound fetch sets Authorization and DPoP itself`)
+    try {
+      headers.append(name, line.slice(colon + 1).trim())
+    } catch {
+      throw usage(`-H ${name}: the value is not a valid header value`)
+    }
+  }
+  return headers
+}
+
+async function readAll(source: AsyncIterable<Uint8Array | string>): Promise<Buffer> {
+  const chunks: Buffer[] = []
+  for await (const chunk of source) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.from(chunk))
+  return Buffer.concat(chunks)
+}
+
+/** `METHOD origin/path`, without query or fragment (they may carry secrets of their own). */
+const shown = (method: string, url: URL) => `${method} ${url.origin}${url.pathname}`
+
+/**
+ * `bound fetch <url>`: one request through a bound fetch (the URL's origin receives the
+ * credentials; challenges answered), the body on stdout; exit 22 for HTTP status >= 400.
+ */
+export async function fetchCommand(args: readonly string[], ctx: Context): Promise<number> {
+  const { values, positionals } = parseCommand('fetch', args, {
+    ...credentialOptions,
+    request: { type: 'string', short: 'X' },
+    header: { type: 'string', short: 'H', multiple: true },
+    data: { type: 'string', short: 'd' },
+    'data-file': { type: 'string' },
+    include: { type: 'boolean', short: 'i' },
+    origin: { type: 'string', multiple: true },
+  })
+  if (positionals.length !== 1) throw usage(`fetch takes exactly one URL (got ${positionals.length} arguments)`)
+  let url: URL
+  try {
+    url = assertSecureUrl(positionals[0]!, 'the URL')
+  } catch (err) {
+    throw usage(`fetch: ${err instanceof Error ? err.message : String(err)}`)
+  }
+  const origins = [url.origin]
+  for (const o of values.origin ?? []) {
+    try {
+      origins.push(assertSecureUrl(o, '--origin').origin)
+    } catch (err) {
+      throw usage(`--origin: ${err instanceof Error ? err.message : String(err)}`)
+    }
+  }
+  const headers = parseHeaders(values.header ?? [])
+  if (values.data !== undefined && values['data-file'] !== undefined) throw usage('give -d or --data-file, not both')
+  const method = values.request ?? (values.data !== undefined || values['data-file'] !== undefined ? 'POST' : 'GET')
+  if (!TOKEN.test(method)) throw usage(`-X: ${JSON.stringify(method.slice(0, 20))} is not an HTTP method`)
+  let body: string | Buffer | undefined
+  if (values.data !== undefined) body = values.data
+  else if (values['data-file'] !== undefined) body = values['data-file'] === '-' ? await readAll(ctx.stdin()) : await ctx.readFile(values['data-file'], '--data-file')
+  if (body !== undefined && (method.toUpperCase() === 'GET' || method.toUpperCase() === 'HEAD')) throw usage(`a ${method.toUpperCase()} request has no body (use -X POST, PUT…)`)
+  // like curl -d
+  if (body !== undefined && !headers.has('content-type')) headers.set('content-type', 'application/x-www-form-urlencoded')
+
+  const { session, timeoutMs } = await buildSession(ctx, values, { command: 'fetch', ephemeralDpop: true, requireIssuer: false })
+  const signal = AbortSignal.timeout(timeoutMs)
+  const timedOut = () => new CliError('ERR_TIMEOUT', `${shown(method, url)}: no complete answer within ${timeoutMs / 1000} s (--timeout)`)
+  try {
+    const boundFetch = createBoundFetch({ session, origins })
+    let res: Response
+    try {
+      res = await boundFetch(url.href, { method, headers, ...(body !== undefined ? { body } : {}), signal })
+    } catch (err) {
+      if (signal.aborted) throw timedOut()
+      if (isBoundError(err) || err instanceof CliError) throw err
+      throw new CliError('ERR_NETWORK', `${shown(method, url)} failed (${networkDetail(err)})`, { cause: err })
+    }
+    if (values.include) {
+      let head = `HTTP/1.1 ${res.status} ${res.statusText || STATUS_CODES[res.status] || ''}`.trimEnd() + '\n'
+      for (const [name, value] of res.headers) head += `${name}: ${value}\n`
+      await writeAll(ctx.stdout, `${head}\n`)
+    }
+    try {
+      if (res.body) for await (const chunk of res.body) await writeAll(ctx.stdout, chunk)
+    } catch (err) {
+      if (signal.aborted) throw timedOut()
+      throw new CliError('ERR_NETWORK', `${shown(method, url)}: the response body could not be read (${networkDetail(err)})`, { cause: err })
+    }
+    if (res.status >= 400) {
+      const challenge = getChallenges(res).find((c) => c.error !== undefined)
+      const detail = challenge ? `; ${challenge.scheme === 'dpop' ? 'DPoP' : challenge.scheme === 'bearer' ? 'Bearer' : challenge.scheme} error="${challenge.error}"${challenge.errorDescription ? ` (${challenge.errorDescription})` : ''}` : ''
+      const code = challenge?.boundError?.code ?? 'ERR_HTTP_STATUS'
+      ctx.stderr.write(`bound: ${code}: ${scrub(`${shown(method, url)} answered HTTP ${res.status}${res.statusText ? ` ${res.statusText}` : ''}${detail}`, ctx.secrets)}\n`)
+      return EXIT_CODES.httpError
+    }
+    return EXIT_CODES.ok
+  } finally {
+    await session.close()
+  }
+}

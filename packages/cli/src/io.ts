@@ -1,0 +1,84 @@
+import { readFile } from 'node:fs/promises'
+import { isAbsolute, resolve } from 'node:path'
+import { CliError } from './errors.js'
+
+/** Where `run` writes: `process.stdout` / `process.stderr`, or anything with a compatible `write`. */
+export interface CliWritable {
+  /** Writes a chunk. Returning `false` means "wait for `drain`" (when `once` exists). */
+  write(chunk: string | Uint8Array): unknown
+  /** Optional: lets `run` respect back-pressure while streaming a response body. */
+  once?(event: 'drain', listener: () => void): unknown
+}
+
+/** The process environment `run` works in. Everything but `stdout` and `stderr` has a default. */
+export interface CliIo {
+  /** Command output: tokens, thumbprints, response bodies. */
+  stdout: CliWritable
+  /** Errors (`bound: <CODE>: <message>`), warnings and help requested by mistake. */
+  stderr: CliWritable
+  /** Read by `fetch --data-file -`. Default `process.stdin`. */
+  stdin?: AsyncIterable<Uint8Array | string>
+  /** Environment variables for `--client-secret-env` and `--subject-token-env`. Default `process.env`. */
+  env?: Record<string, string | undefined>
+  /** Directory relative paths are resolved against. Default `process.cwd()`. */
+  cwd?: string
+}
+
+/** What every command gets. */
+export interface Context {
+  readonly stdout: CliWritable
+  readonly stderr: CliWritable
+  readonly env: Record<string, string | undefined>
+  readonly cwd: string
+  stdin(): AsyncIterable<Uint8Array | string>
+  /** Values never to print (client secrets): every error message is scrubbed of them. */
+  readonly secrets: Set<string>
+  /** Prints `bound: warning: <message>` on stderr. */
+  warn(message: string): void
+  /** Absolute path of a path given on the command line. */
+  path(p: string): string
+  /** Reads a file named by `flag`, or fails with `ERR_FILE`. */
+  readFile(p: string, flag: string): Promise<Buffer>
+}
+
+export function createContext(io: CliIo): Context {
+  const cwd = io.cwd ?? process.cwd()
+  const ctx: Context = {
+    stdout: io.stdout,
+    stderr: io.stderr,
+    env: io.env ?? process.env,
+    cwd,
+    stdin: () => io.stdin ?? process.stdin,
+    secrets: new Set(),
+    warn(message) {
+      io.stderr.write(`bound: warning: ${scrub(message, ctx.secrets)}\n`)
+    },
+    path: (p) => (isAbsolute(p) ? p : resolve(cwd, p)),
+    async readFile(p, flag) {
+      try {
+        return await readFile(ctx.path(p))
+      } catch (err) {
+        const code = (err as { code?: unknown }).code
+        throw new CliError('ERR_FILE', `cannot read the ${flag} file ${p} (${typeof code === 'string' ? code : 'error'})`)
+      }
+    },
+  }
+  return ctx
+}
+
+/** Writes `chunk`, waiting for `drain` when the stream asks for it. */
+export async function writeAll(out: CliWritable, chunk: string | Uint8Array): Promise<void> {
+  if (out.write(chunk) === false && typeof out.once === 'function') {
+    await new Promise<void>((resolve) => void out.once!('drain', resolve))
+  }
+}
+
+/** Removes secrets and control characters (terminal escapes) from a message. */
+export function scrub(message: string, secrets: ReadonlySet<string>): string {
+  let out = message
+  for (const secret of secrets) {
+    if (secret.length >= 4) out = out.split(secret).join('[redacted]')
+  }
+  // eslint-disable-next-line no-control-regex
+  return out.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, '')
+}

@@ -1,0 +1,171 @@
+#!/usr/bin/env node
+/**
+ * Runs the MCP authorization conformance suite's workload scenarios against Bound's MCP client
+ * (test/conformance/mcp-client.ts), one scenario at a time, and prints checks passed / total per
+ * scenario. Exits non-zero if any check fails that is not in test/conformance/expected-failures.yml
+ * (or a listed one passes: a stale baseline), or if the client did not behave as the scenario
+ * needs (finish cleanly, or — for the mismatch scenarios — refuse before earning a token).
+ *
+ *   npm run conformance                            # every scenario below
+ *   node scripts/conformance.mjs auth/dpop-nonce   # some of them
+ *
+ * The runner needs Node 22 (fs.globSync); it is started with `npx -p node@22`. The client runs on
+ * this Node (the project's, 20): its command is this process's own executable.
+ */
+import { spawn } from 'node:child_process'
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
+import { dirname, join, relative, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const RUNNER = '@modelcontextprotocol/conformance@0.2.0-alpha.12'
+const SCENARIOS = [
+  'auth/client-credentials-basic',
+  'auth/client-credentials-jwt',
+  'auth/wif-jwt-bearer',
+  'auth/dpop',
+  'auth/dpop-nonce',
+  'auth/metadata-issuer-mismatch',
+  'auth/resource-mismatch',
+]
+/** Scenarios whose correct outcome is a refusal: the client must exit non-zero without requesting a token. */
+const REFUSE = new Set(['auth/metadata-issuer-mismatch', 'auth/resource-mismatch'])
+/** Of those, the ones that must refuse before contacting the authorization server at all. */
+const REFUSE_BEFORE_AS = new Set(['auth/resource-mismatch'])
+const CLIENT_TIMEOUT_MS = 30_000
+/** The first run downloads node@22 and the runner into the npx cache. */
+const SCENARIO_TIMEOUT_MS = 240_000
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
+const baselinePath = join(root, 'test/conformance/expected-failures.yml')
+const clientPath = 'test/conformance/mcp-client.ts'
+
+const wanted = process.argv.slice(2)
+const unknown = wanted.filter((s) => !SCENARIOS.includes(s))
+if (unknown.length > 0) {
+  console.error(`Unknown scenario(s): ${unknown.join(', ')}\nKnown: ${SCENARIOS.join(', ')}`)
+  process.exit(2)
+}
+const scenarios = wanted.length > 0 ? wanted : SCENARIOS
+
+if (/\s/.test(process.execPath)) {
+  // the runner splits --command on spaces
+  console.error(`The Node executable path has a space (${process.execPath}); the conformance runner cannot run it`)
+  process.exit(2)
+}
+const clientCommand = `${process.execPath} --import tsx ${clientPath}`
+
+/** `client:` entries of the baseline, as `scenario:check-id` or `scenario` (the runner validates the file itself). */
+function readBaseline() {
+  const entries = new Set()
+  let section
+  for (const raw of readFileSync(baselinePath, 'utf8').split('\n')) {
+    const line = raw.replace(/#.*$/, '').trimEnd()
+    if (!line.trim()) continue
+    const key = /^(\w+):\s*$/.exec(line)
+    if (key) {
+      section = key[1]
+      continue
+    }
+    const item = /^\s+-\s+(\S+)$/.exec(line)
+    if (item && section === 'client') entries.add(item[1])
+  }
+  return entries
+}
+
+function run(args, timeoutMs) {
+  return new Promise((resolvePromise) => {
+    const child = spawn('npx', args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], detached: true, env: { ...process.env, FORCE_COLOR: '0', NO_COLOR: '1' } })
+    let out = ''
+    let timedOut = false
+    child.stdout.on('data', (d) => (out += d))
+    child.stderr.on('data', (d) => (out += d))
+    const timer = setTimeout(() => {
+      timedOut = true
+      try {
+        process.kill(-child.pid, 'SIGTERM') // the process group this script started
+      } catch {}
+    }, timeoutMs)
+    child.on('close', (code, signal) => {
+      clearTimeout(timer)
+      resolvePromise({ code: code ?? (signal ? 128 : 1), out, timedOut })
+    })
+  })
+}
+
+const rank = { FAILURE: 3, WARNING: 2, SUCCESS: 1 }
+/** One entry per check id, the worst status winning (as the runner's baseline comparison does); INFO dropped. */
+function distinctChecks(checks) {
+  const byId = new Map()
+  for (const c of checks) {
+    if (c.status === 'INFO') continue
+    const held = byId.get(c.id)
+    if (!held || (rank[c.status] ?? 0) >= (rank[held.status] ?? 0)) byId.set(c.id, c)
+  }
+  return [...byId.values()]
+}
+
+function findChecks(dir) {
+  if (!existsSync(dir)) return undefined
+  for (const entry of readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (entry.isFile() && entry.name === 'checks.json') return join(entry.parentPath ?? entry.path, entry.name)
+  }
+  return undefined
+}
+
+const baseline = readBaseline()
+const runDir = join(root, '.tmp/conformance', new Date().toISOString().replace(/[:.]/g, '-'))
+mkdirSync(runDir, { recursive: true })
+console.log(`MCP conformance (${RUNNER}), client: node ${process.version} --import tsx ${clientPath}`)
+console.log(`results: ${relative(root, runDir)}\n`)
+
+const rows = []
+let failed = false
+for (const scenario of scenarios) {
+  const outDir = join(runDir, scenario.replace(/\//g, '_'))
+  mkdirSync(outDir, { recursive: true })
+  const args = ['-y', '-p', 'node@22', '-p', RUNNER, '--', 'conformance', 'client', '--command', clientCommand, '--scenario', scenario, '--expected-failures', baselinePath, '--timeout', String(CLIENT_TIMEOUT_MS), '-o', outDir]
+  const started = Date.now()
+  const res = await run(args, SCENARIO_TIMEOUT_MS)
+  writeFileSync(join(outDir, 'runner.log'), res.out)
+  const problems = []
+  const checksFile = findChecks(outDir)
+  let checks = []
+  if (checksFile) checks = JSON.parse(readFileSync(checksFile, 'utf8'))
+  else problems.push(res.timedOut ? `the runner did not finish within ${SCENARIO_TIMEOUT_MS / 1000} s` : 'the runner wrote no checks.json')
+  const distinct = distinctChecks(checks)
+  const passed = distinct.filter((c) => c.status === 'SUCCESS')
+  const bad = distinct.filter((c) => c.status === 'FAILURE' || c.status === 'WARNING')
+  const expected = bad.filter((c) => baseline.has(`${scenario}:${c.id}`) || baseline.has(scenario))
+  const unexpected = bad.filter((c) => !expected.includes(c))
+  const stale = [...baseline].filter((e) => e.startsWith(`${scenario}:`) && passed.some((c) => `${scenario}:${c.id}` === e))
+  for (const c of unexpected) problems.push(`${c.id} ${c.status}: ${(c.errorMessage ?? c.description ?? '').split('\n')[0]}`)
+  for (const e of stale) problems.push(`baseline entry ${e} now passes: remove it`)
+
+  // What the client itself did (the runner reports its exit in the log, not in checks.json).
+  const exited = /Client exited with code (-?\d+)/.exec(res.out)
+  const clientExit = /Client timed out/.test(res.out) ? 'timeout' : exited ? Number(exited[1]) : 0
+  const ids = new Set(checks.map((c) => c.id))
+  if (REFUSE.has(scenario)) {
+    if (clientExit === 0) problems.push('the client finished instead of refusing')
+    if (ids.has('token-request')) problems.push('the client requested a token despite the mismatch')
+    if (REFUSE_BEFORE_AS.has(scenario) && ids.has('authorization-server-metadata')) problems.push('the client contacted the authorization server named by mismatched metadata')
+  } else if (clientExit !== 0) {
+    problems.push(`the client exited with ${clientExit}`)
+  }
+  if (clientExit === 'timeout') problems.push('the client timed out')
+  if (res.code !== 0 && unexpected.length === 0 && stale.length === 0 && checksFile) problems.push(`the runner exited with ${res.code} (see runner.log)`)
+
+  const row = { scenario, passed: passed.length, total: distinct.length, expected: expected.map((c) => c.id), problems, clientExit, seconds: ((Date.now() - started) / 1000).toFixed(1) }
+  rows.push(row)
+  if (problems.length > 0) failed = true
+  const mark = problems.length === 0 ? 'ok  ' : 'FAIL'
+  console.log(`${mark} ${scenario.padEnd(32)} ${String(row.passed).padStart(2)}/${String(row.total).padEnd(2)} checks passed${expected.length ? `, ${expected.length} baselined (${row.expected.join(', ')})` : ''}; client exit ${clientExit}; ${row.seconds} s`)
+  for (const p of problems) console.log(`       - ${p}`)
+}
+
+writeFileSync(join(runDir, 'summary.json'), JSON.stringify(rows, null, 2))
+const totalPassed = rows.reduce((n, r) => n + r.passed, 0)
+const total = rows.reduce((n, r) => n + r.total, 0)
+console.log(`\n${totalPassed}/${total} checks passed over ${rows.length} scenario(s); ${rows.reduce((n, r) => n + r.expected.length, 0)} baselined (authorization-code-only scoring)`)
+console.log(failed ? 'FAILED: see the problems above (logs and checks.json under the results folder)' : 'PASSED: every failure is in the baseline')
+process.exit(failed ? 1 : 0)

@@ -1,0 +1,125 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { interceptors, request, type Dispatcher } from 'undici'
+import { startTestkit, type Testkit } from '@bound/testkit'
+import { boundInterceptor, createBoundFetch, type BoundOptions } from '@bound/fetch'
+import { clientCredentials, clientSecretBasic, createSession, type Session } from '@bound/oauth'
+import { generateDpopKey } from '@bound/dpop'
+
+// One table of scenarios, run through the fetch wrapper and through the undici interceptor:
+// both sit on the same challenge engine, so both must behave the same.
+let kit: Testkit
+const sessions: Session[] = []
+beforeAll(async () => {
+  kit = await startTestkit()
+  let flaky = 0
+  kit.rs.route('/flaky', ({ res }) => void (++flaky % 2 === 1 ? res.writeHead(503).end() : res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}')))
+})
+beforeEach(() => {
+  kit.rs.clearStepUp()
+  kit.rs.clearClaims()
+  kit.rs.clearScope()
+  kit.rs.clearRevocations()
+})
+afterAll(async () => {
+  await Promise.all(sessions.map((s) => s.close()))
+  await kit?.close()
+})
+
+interface Client {
+  session: Session
+  call(path: string, init?: { method?: string; body?: string }): Promise<{ status: number; json(): Promise<Record<string, unknown>> }>
+}
+type Extra = Partial<Omit<BoundOptions, 'session' | 'origins'>>
+
+async function newSession() {
+  const c = kit.clients.secretBasic
+  const session = createSession({ issuer: kit.issuer, clientId: c.clientId, clientAuth: clientSecretBasic(c.clientSecret), grant: clientCredentials({ resource: kit.resource, scope: 'orders:read' }), dpop: await generateDpopKey(), ca: kit.ca })
+  sessions.push(session)
+  return session
+}
+
+const clients: Record<string, (extra?: Extra) => Promise<Client>> = {
+  'fetch wrapper': async (extra = {}) => {
+    const session = await newSession()
+    const fetch = createBoundFetch({ session, origins: [kit.api], ...extra })
+    return { session, call: async (path, init) => { const r = await fetch(`${kit.api}${path}`, init); return { status: r.status, json: () => r.json() as Promise<Record<string, unknown>> } } }
+  },
+  'undici interceptor': async (extra = {}) => {
+    const session = await newSession()
+    const dispatcher = session.transport.dispatcher.compose(boundInterceptor({ session, origins: [kit.api], ...extra }), interceptors.retry({ maxRetries: 2, minTimeout: 10 }))
+    return {
+      session,
+      call: async (path, init) => {
+        const r = await request(`${kit.api}${path}`, { dispatcher, method: (init?.method ?? 'GET') as Dispatcher.HttpMethod, body: init?.body })
+        return { status: r.statusCode, json: () => r.body.json() as Promise<Record<string, unknown>> }
+      },
+    }
+  },
+}
+
+describe.each(Object.keys(clients))('the same engine through the %s', (name) => {
+  const make = clients[name]!
+  it('earns a DPoP-bound token, answers both nonce challenges, and the RS verifies the request', async () => {
+    const client = await make()
+    const res = await client.call('/orders')
+    expect(res.status).toBe(200)
+    expect(await res.json()).toMatchObject({ binding: 'dpop', jkt: client.session.dpop!.jkt })
+  })
+  it('answers a nonce rotation with a new proof and the same token', async () => {
+    const client = await make()
+    expect((await client.call('/orders')).status).toBe(200)
+    const token = await client.session.token()
+    kit.rs.rotateNonce()
+    expect((await client.call('/orders', { method: 'POST', body: 'x' })).status).toBe(200)
+    expect((await client.session.token()).value).toBe(token.value)
+  })
+  it('recovers from a revocation with one new token', async () => {
+    const client = await make()
+    expect((await client.call('/orders')).status).toBe(200)
+    kit.rs.revokeToken((await client.session.token()).value)
+    kit.as.resetCounters()
+    expect((await client.call('/orders')).status).toBe(200)
+    expect(kit.as.counters().tokensIssued).toBe(1)
+  })
+  it('steps up through onStepUp', async () => {
+    kit.rs.requireStepUp('/admin', { acr_values: 'urn:bound:mfa' })
+    const client = await make({ onStepUp: (c) => ({ acr_values: c.acrValues!.join(' ') }) })
+    expect(await (await client.call('/admin/x')).json()).toMatchObject({ acr: 'urn:bound:mfa' })
+  })
+  it('answers a claims challenge', async () => {
+    kit.rs.requireClaims('/pay', { access_token: { acrs: { essential: true, value: 'cp1' } } })
+    const client = await make()
+    expect((await client.call('/pay')).status).toBe(200)
+  })
+  it('widens the scope once on insufficient_scope', async () => {
+    kit.rs.requireScope('/write', 'orders:write')
+    const client = await make()
+    expect((await client.call('/write/1', { method: 'POST', body: '{}' })).status).toBe(200)
+  })
+  it('returns a refused step-up (no onStepUp) as the 401 it is', async () => {
+    kit.rs.requireStepUp('/admin', { acr_values: 'urn:bound:mfa' })
+    const client = await make()
+    expect((await client.call('/admin/x')).status).toBe(401)
+  })
+})
+
+describe('the interceptor composed with undici’s retry interceptor', () => {
+  it('every retry gets a fresh proof when retry is the outer interceptor (listed last)', async () => {
+    const session = await newSession()
+    const dispatcher = session.transport.dispatcher.compose(boundInterceptor({ session, origins: [kit.api] }), interceptors.retry({ maxRetries: 2, minTimeout: 10, statusCodes: [503] }))
+    kit.rs.resetCounters()
+    const res = await request(`${kit.api}/flaky`, { dispatcher })
+    expect(res.statusCode).toBe(200)
+    await res.body.dump()
+    expect(kit.rs.counters()).toMatchObject({ replayedJti: 0, rejectedProofs: 0 })
+  })
+  it('in the other order, the retry would replay the same proof — and the RS refuses it', async () => {
+    const session = await newSession()
+    const dispatcher = session.transport.dispatcher.compose(interceptors.retry({ maxRetries: 2, minTimeout: 10, statusCodes: [503] }), boundInterceptor({ session, origins: [kit.api] }))
+    await (await request(`${kit.api}/orders`, { dispatcher })).body.dump() // learn the nonce first
+    kit.rs.resetCounters()
+    const res = await request(`${kit.api}/flaky`, { dispatcher })
+    await res.body.dump()
+    expect(kit.rs.counters().replayedJti).toBeGreaterThanOrEqual(1)
+  })
+})
