@@ -8,7 +8,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Agent, fetch as undiciFetch, request as undiciRequest } from 'undici'
 import * as oidc from 'openid-client'
-import { createBoundFetch } from '@bound/fetch'
+import { boundInterceptor, createBoundFetch } from '@bound/fetch'
 import { clientCredentials, createSession } from '@bound/oauth'
 import { importDpopKey } from '@bound/dpop'
 
@@ -37,6 +37,7 @@ const agent = new Agent({ keepAliveTimeout: 60_000, connections: 128 })
 const session = createSession({ tokenEndpoint: `${origin}/token`, clientId: 'bench', grant: clientCredentials(), dpop: await importDpopKey(pair) })
 session.putToken({}, { access_token: accessToken, token_type: 'DPoP', expires_in: 3600 })
 const bound = createBoundFetch({ session, origins: [origin] })
+const composed = agent.compose(boundInterceptor({ session, origins: [origin] }))
 
 // openid-client as users run it (its default: the platform fetch), and on our undici agent for comparison
 const config = new oidc.Configuration({ issuer: origin, token_endpoint: `${origin}/token` }, 'bench', undefined, oidc.None())
@@ -52,6 +53,8 @@ const contenders = {
   'bare undici fetch': async () => { const r = await undiciFetch(url, { dispatcher: agent }); await r.arrayBuffer(); return r.status },
   'floor: fetch + raw proof': async () => { const r = await undiciFetch(url, { dispatcher: agent, headers: { authorization: `DPoP ${accessToken}`, dpop: rawProof() } }); await r.arrayBuffer(); return r.status },
   'Bound fetch (DPoP)': async () => { const r = await bound(url); await r.arrayBuffer(); return r.status },
+  'floor: request + raw proof': async () => { const r = await undiciRequest(url, { dispatcher: agent, headers: { authorization: `DPoP ${accessToken}`, dpop: rawProof() } }); await r.body.arrayBuffer(); return r.statusCode },
+  'Bound interceptor (request)': async () => { const r = await undiciRequest(url, { dispatcher: composed }); await r.body.arrayBuffer(); return r.statusCode },
   'openid-client (DPoP)': async () => { const r = await oidc.fetchProtectedResource(config, accessToken, new URL(url), 'GET', undefined, undefined, { DPoP: dpopHandle }); await r.arrayBuffer(); return r.status },
   'openid-client, undici fetch': async () => { const r = await oidc.fetchProtectedResource(configUndici, accessToken, new URL(url), 'GET', undefined, undefined, { DPoP: dpopHandleUndici }); await r.arrayBuffer(); return r.status },
 }
@@ -94,6 +97,9 @@ console.log(`  ${b.rps >= f.rps ? 'met ' : 'MISS'}  Bound ≥ 1.0× the floor: $
 console.log(`  ${b.rps >= 2 * o.rps ? 'met ' : 'MISS'}  Bound ≥ 2× openid-client (its default fetch): ${(b.rps / o.rps).toFixed(2)}`)
 console.log(`  info  Bound vs openid-client on the same undici agent: ${(b.rps / c64['openid-client, undici fetch'].rps).toFixed(2)}×`)
 console.log(`  ${b.p99 <= 1.2 * f.p99 ? 'met ' : 'MISS'}  Bound p99 ≤ 1.2× the floor's: ${(b.p99 / f.p99).toFixed(2)}`)
+const i = c64['Bound interceptor (request)']
+const rf = c64['floor: request + raw proof']
+console.log(`  ${i.rps >= 0.9 * rf.rps ? 'met ' : 'MISS'}  interceptor ≥ 0.9× undici.request + raw proof: ${(i.rps / rf.rps).toFixed(2)}`)
 await agent.close()
 await session.close()
 child.disconnect()

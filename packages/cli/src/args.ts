@@ -7,7 +7,7 @@ type Options = NonNullable<ParseArgsConfig['options']>
  * `util.parseArgs` in strict mode with positionals; its errors become usage errors (exit 2). Only
  * the first line of Node's message is kept, and it never repeats an option's value.
  */
-export function parseCommand<const O extends Options>(command: string, args: readonly string[], options: O) {
+export function parseCommand<const O extends Options>(command: string, args: readonly string[], options: O): ReturnType<typeof parseArgs<{ args: string[]; options: O; allowPositionals: true; strict: true }>> {
   try {
     return parseArgs({ args: [...args], options, allowPositionals: true, strict: true })
   } catch (err) {

@@ -49,7 +49,7 @@ export function boundInterceptor(options: BoundOptions): Dispatcher.DispatcherCo
       .run(url, { method, replayable, signal }, async (token) => {
         const headers = withoutCredentials(opts.headers)
         if (token) Object.assign(headers, await engine.credentials(token, method, url))
-        return attempt(dispatch, { ...opts, headers }, outer)
+        return attempt(dispatch, { ...opts, headers }, outer, handler)
       })
       .then(
         ({ res }) => res.deliver(handler),
@@ -106,7 +106,7 @@ interface PendingExchange extends EngineExchange {
  * Dispatches once and resolves at the response's start with an exchange that holds the response
  * (paused) until the engine decides: deliver it to the caller's handler, or discard it.
  */
-function attempt(dispatch: Dispatcher.Dispatch, opts: Dispatcher.DispatchOptions, outer: OuterController): Promise<PendingExchange> {
+function attempt(dispatch: Dispatcher.Dispatch, opts: Dispatcher.DispatchOptions, outer: OuterController, caller: Handler): Promise<PendingExchange> {
   return new Promise<PendingExchange>((resolve, reject) => {
     let controller: Controller | undefined
     let started = false
@@ -123,7 +123,13 @@ function attempt(dispatch: Dispatcher.Dispatch, opts: Dispatcher.DispatchOptions
       onResponseStart(c, statusCode, headers, statusMessage) {
         if (statusCode < 200) return // 1xx: informational
         started = true
-        c.pause() // hold the body until the engine decides
+        // Only 400/401/403 can carry a challenge the engine answers: anything else streams to the caller at once.
+        const challengeable = statusCode === 401 || statusCode === 403 || statusCode === 400
+        if (!challengeable) {
+          mode = 'deliver'
+          target = caller
+          caller.onResponseStart?.(outer, statusCode, headers, statusMessage)
+        } else c.pause() // hold the body until the engine decides
         const view: HeadersView = {
           get(name) {
             const v = headers[name.toLowerCase()]
@@ -143,6 +149,7 @@ function attempt(dispatch: Dispatcher.Dispatch, opts: Dispatcher.DispatchOptions
             })
           },
           deliver(handler) {
+            if (mode === 'deliver') return // already streaming to the caller
             mode = 'deliver'
             target = handler
             handler.onResponseStart?.(outer, statusCode, headers, statusMessage)

@@ -1,0 +1,63 @@
+import { secretsInArgv, wantsHelp } from './args.js'
+import { fetchCommand } from './commands/fetch.js'
+import { keygen } from './commands/keygen.js'
+import { thumbprint } from './commands/thumbprint.js'
+import { token } from './commands/token.js'
+import { describeError, EXIT_CODES, usage } from './errors.js'
+import { HELP } from './help.js'
+import { createContext, scrub, type CliIo, type Context } from './io.js'
+import { version } from './version.js'
+
+const COMMANDS: Record<string, (args: readonly string[], ctx: Context) => Promise<number>> = {
+  keygen,
+  thumbprint,
+  token,
+  fetch: fetchCommand,
+}
+
+/**
+ * Runs the `bound` command line in-process: `argv` without the node and script paths (e.g.
+ * `['token', '--issuer', url, …]`). Output goes to `io.stdout`, errors to `io.stderr` as
+ * `bound: <CODE>: <message>`. Resolves with the exit code (see {@link EXIT_CODES}); never rejects.
+ *
+ * @example
+ * ```ts
+ * import { run } from '@bound/cli'
+ * let out = ''
+ * const code = await run(['thumbprint', 'cert.pem', '--json'], { stdout: { write: (s) => (out += s) }, stderr: process.stderr })
+ * ```
+ */
+export async function run(argv: readonly string[], io: CliIo): Promise<number> {
+  const ctx = createContext(io)
+  for (const s of secretsInArgv(argv)) ctx.secrets.add(s)
+  const [name, ...rest] = argv
+  try {
+    if (name === undefined) {
+      io.stderr.write(HELP.main!)
+      return EXIT_CODES.usage
+    }
+    if (name === '-h' || name === '--help' || name === 'help') {
+      const topic = rest[0] !== undefined && Object.hasOwn(COMMANDS, rest[0]) ? rest[0] : 'main'
+      io.stdout.write(HELP[topic]!)
+      return EXIT_CODES.ok
+    }
+    if (name === '-v' || name === '--version' || name === 'version') {
+      io.stdout.write(`${version()}\n`)
+      return EXIT_CODES.ok
+    }
+    if (!Object.hasOwn(COMMANDS, name)) {
+      throw usage(name.startsWith('-') ? `unknown option ${JSON.stringify(name.slice(0, 40))} (options go after the command)` : `unknown command ${JSON.stringify(name.slice(0, 40))}`)
+    }
+    if (wantsHelp(rest)) {
+      io.stdout.write(HELP[name]!)
+      return EXIT_CODES.ok
+    }
+    return await COMMANDS[name]!(rest, ctx)
+  } catch (err) {
+    const { code, message, exitCode } = describeError(err)
+    const line = scrub(message, ctx.secrets).replace(/\s*\n\s*/g, ' ')
+    const hint = exitCode === EXIT_CODES.usage ? `\nRun 'bound ${name !== undefined && Object.hasOwn(COMMANDS, name) ? `${name} ` : ''}--help' for usage.` : ''
+    io.stderr.write(`bound: ${code}: ${line}${hint}\n`)
+    return exitCode
+  }
+}
