@@ -104,6 +104,64 @@ function distinctChecks(checks) {
   return [...byId.values()]
 }
 
+const claimsOf = (jwt) => {
+  try {
+    return JSON.parse(Buffer.from(String(jwt).split('.')[1], 'base64url').toString('utf8'))
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * What the suite does not score in these scenarios but Bound must get right, read from the
+ * exchanges the runner logs (INFO entries of checks.json): the PRM `resource` sent verbatim, a
+ * fresh client-assertion `jti` per request with `aud` = the issuer, no JWT-bearer request after a
+ * refusal, and the DPoP token requests (the AS answers 200 `token_type: DPoP` only to a valid
+ * proof; a nonce retry after its 400 `use_dpop_nonce`). Returns [problems, facts verified].
+ */
+function wireChecks(scenario, checks) {
+  const problems = []
+  const facts = []
+  const prm = checks.find((c) => c.id === 'outgoing-response' && c.details?.method === 'GET' && /oauth-protected-resource/.test(c.details?.path ?? '') && c.details?.statusCode === 200)?.details.body
+  const asMeta = checks.find((c) => c.id === 'outgoing-auth-response' && c.details?.method === 'GET' && /\.well-known\//.test(c.details?.path ?? '') && c.details?.statusCode === 200)?.details.body
+  const requests = checks.filter((c) => c.id === 'incoming-auth-request' && c.details?.method === 'POST' && c.details?.path === '/token').map((c) => c.details.body ?? {})
+  const responses = checks.filter((c) => c.id === 'outgoing-auth-response' && c.details?.method === 'POST' && c.details?.path === '/token').map((c) => c.details)
+  if (requests.length === 0) return [problems, facts]
+
+  const resources = requests.map((b) => b.resource)
+  if (prm?.resource === undefined) problems.push('wire: a token request without the protected resource metadata being served first')
+  else if (resources.every((r) => r === prm.resource)) facts.push(`resource sent verbatim (${JSON.stringify(prm.resource)})`)
+  else problems.push(`wire: token request resource ${JSON.stringify(resources)} is not the PRM resource ${JSON.stringify(prm.resource)} verbatim`)
+
+  const assertions = requests.map((b) => b.client_assertion).filter(Boolean).map(claimsOf)
+  if (assertions.length > 0) {
+    const jtis = assertions.map((a) => a?.jti)
+    if (new Set(jtis).size !== jtis.length || jtis.some((j) => typeof j !== 'string')) problems.push(`wire: client assertion jti not fresh per request (${jtis.join(', ')})`)
+    else facts.push(`fresh client-assertion jti on each of ${jtis.length} request(s)`)
+    const auds = assertions.map((a) => a?.aud)
+    if (asMeta?.issuer !== undefined && auds.every((a) => a === asMeta.issuer)) facts.push(`assertion aud = issuer (${asMeta.issuer})`)
+    else problems.push(`wire: client assertion aud ${JSON.stringify(auds)} is not the issuer ${JSON.stringify(asMeta?.issuer)}`)
+  }
+
+  if (requests.some((b) => b.grant_type === 'urn:ietf:params:oauth:grant-type:jwt-bearer')) {
+    const refused = responses.findIndex((r) => r.statusCode !== 200)
+    if (refused !== -1 && requests.length > refused + 1) problems.push(`wire: ${requests.length - refused - 1} token request(s) after the JWT-bearer refusal (retry or grant fallback)`)
+    else facts.push(`JWT bearer: ${requests.length} token request(s), none after a refusal`)
+  }
+
+  if (scenario.startsWith('auth/dpop')) {
+    const last = responses.at(-1)
+    if (last?.statusCode === 200 && String(last.body?.token_type).toLowerCase() === 'dpop') facts.push('the AS accepted the token-request DPoP proof (200, token_type DPoP)')
+    else problems.push(`wire: the last token response is ${last?.statusCode} ${JSON.stringify(last?.body?.error ?? last?.body?.token_type)}, not a DPoP token`)
+    if (scenario === 'auth/dpop-nonce') {
+      const challenged = responses.findIndex((r) => r.statusCode === 400 && r.body?.error === 'use_dpop_nonce')
+      if (challenged !== -1 && responses[challenged + 1]?.statusCode === 200 && responses.length === challenged + 2) facts.push('AS use_dpop_nonce (400 JSON) answered by one retry')
+      else problems.push(`wire: AS nonce handling: token responses ${responses.map((r) => r.statusCode).join(', ')} (want 400 use_dpop_nonce, then 200)`)
+    }
+  }
+  return [problems, facts]
+}
+
 function findChecks(dir) {
   if (!existsSync(dir)) return undefined
   for (const entry of readdirSync(dir, { withFileTypes: true, recursive: true })) {
@@ -153,14 +211,17 @@ for (const scenario of scenarios) {
     problems.push(`the client exited with ${clientExit}`)
   }
   if (clientExit === 'timeout') problems.push('the client timed out')
+  const [wireProblems, facts] = wireChecks(scenario, checks)
+  problems.push(...wireProblems)
   if (res.code !== 0 && unexpected.length === 0 && stale.length === 0 && checksFile) problems.push(`the runner exited with ${res.code} (see runner.log)`)
 
-  const row = { scenario, passed: passed.length, total: distinct.length, expected: expected.map((c) => c.id), problems, clientExit, seconds: ((Date.now() - started) / 1000).toFixed(1) }
+  const row = { scenario, passed: passed.length, total: distinct.length, expected: expected.map((c) => c.id), problems, facts, clientExit, seconds: ((Date.now() - started) / 1000).toFixed(1) }
   rows.push(row)
   if (problems.length > 0) failed = true
   const mark = problems.length === 0 ? 'ok  ' : 'FAIL'
   console.log(`${mark} ${scenario.padEnd(32)} ${String(row.passed).padStart(2)}/${String(row.total).padEnd(2)} checks passed${expected.length ? `, ${expected.length} baselined (${row.expected.join(', ')})` : ''}; client exit ${clientExit}; ${row.seconds} s`)
   for (const p of problems) console.log(`       - ${p}`)
+  if (facts.length > 0) console.log(`       wire: ${facts.join('; ')}`)
 }
 
 writeFileSync(join(runDir, 'summary.json'), JSON.stringify(rows, null, 2))

@@ -11,7 +11,7 @@ export function parseCommand<const O extends Options>(command: string, args: rea
   try {
     return parseArgs({ args: [...args], options, allowPositionals: true, strict: true })
   } catch (err) {
-    const message = err instanceof Error ? (err.message.split('\n')[0] ?? err.message) : String(err)
+    const message = err instanceof Error ? (err.message.split('\n')[0] ?? err.message).replace(/\. To specify .*$/, '') : String(err)
     throw usage(`${command}: ${message}`)
   }
 }

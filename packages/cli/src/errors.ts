@@ -33,7 +33,11 @@ export const usage = (message: string): CliError => new CliError('ERR_USAGE', me
 /** What `run` prints and returns for an error: its code, a one-line message and the exit code. */
 export function describeError(err: unknown): { code: string; message: string; exitCode: number } {
   if (err instanceof CliError) return { code: err.code, message: err.message, exitCode: err.exitCode }
-  if (isBoundError(err)) return { code: err.code, message: err.message, exitCode: EXIT_CODES.error }
+  if (isBoundError(err)) {
+    // A one-shot command has no "next attempt": name the failure behind ERR_TOKEN_UNAVAILABLE itself.
+    const shown = err.code === 'ERR_TOKEN_UNAVAILABLE' && isBoundError(err.cause) ? err.cause : err
+    return { code: shown.code, message: shown.message, exitCode: EXIT_CODES.error }
+  }
   if (err instanceof Error && err.name === 'TimeoutError') return { code: 'ERR_TIMEOUT', message: 'timed out (see --timeout)', exitCode: EXIT_CODES.error }
   if (err instanceof Error && err.name === 'AbortError') return { code: 'ERR_ABORTED', message: 'aborted', exitCode: EXIT_CODES.error }
   const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err)

@@ -56,7 +56,8 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
   } catch (err) {
     const { code, message, exitCode } = describeError(err)
     const line = scrub(message, ctx.secrets).replace(/\s*\n\s*/g, ' ')
-    const hint = exitCode === EXIT_CODES.usage ? `\nRun 'bound ${name !== undefined && Object.hasOwn(COMMANDS, name) ? `${name} ` : ''}--help' for usage.` : ''
+    const tlsHint = code === 'ERR_NETWORK' && /SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|CERT_/.test(message) ? ' (a server certificate from an internal CA? trust it with --ca FILE)' : ''
+    const hint = tlsHint + (exitCode === EXIT_CODES.usage ? `\nRun 'bound ${name !== undefined && Object.hasOwn(COMMANDS, name) ? `${name} ` : ''}--help' for usage.` : '')
     io.stderr.write(`bound: ${code}: ${line}${hint}\n`)
     return exitCode
   }

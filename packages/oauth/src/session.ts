@@ -74,6 +74,7 @@ export interface TokenRequest {
 
 /** Events a session emits. Tokens appear only as redacted labels. */
 export interface SessionEvents {
+  /** `reason`: `refresh` for a background refresh ahead of expiry (nobody waited), `demand` when a caller needed it. */
   'token.acquired': { label: string; cacheKey: string; type: 'DPoP' | 'Bearer'; grant: string; expiresAt: number; attempts: number; waitMs: number; reason: 'demand' | 'refresh' }
   'token.failed': { cacheKey: string; code: string; message: string }
   'token.refresh_failed': { cacheKey: string; code: string; message: string }
@@ -308,7 +309,7 @@ export function createSession(options: SessionOptions): Session {
       if (event.type === 'wait') events.emit('token.wait', { cacheKey: event.cacheKey, ms: event.ms })
       if (event.type === 'backoff') events.emit('token.backoff', { cacheKey: event.cacheKey, failures: event.failures, until: event.until, code: codeOf(event.error) })
     },
-    async earn(cacheKey, generation) {
+    async earn(cacheKey, generation, { background }) {
       const req = requests.get(cacheKey) ?? {}
       const started = clock.now()
       try {
@@ -326,7 +327,7 @@ export function createSession(options: SessionOptions): Session {
           generation,
           binding: { ...(result.type === 'DPoP' && result.jkt ? { jkt: result.jkt } : {}), ...(result.x5t ? { x5t: result.x5t } : {}) },
         })
-        events.emit('token.acquired', { label: token.label, cacheKey, type: token.type, grant, expiresAt: token.expiresAt, attempts: result.attempts, waitMs: receivedAt - started, reason: generation === 1 ? 'demand' : 'refresh' })
+        events.emit('token.acquired', { label: token.label, cacheKey, type: token.type, grant, expiresAt: token.expiresAt, attempts: result.attempts, waitMs: receivedAt - started, reason: background ? 'refresh' : 'demand' })
         return token
       } catch (err) {
         events.emit('token.failed', { cacheKey, code: codeOf(err), message: messageOf(err) })

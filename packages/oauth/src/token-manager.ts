@@ -48,8 +48,8 @@ export interface TokenManagerOptions {
   accept?(token: BoundToken): boolean
   /** Random source in [0, 1) for jitter. Default `Math.random`. */
   random?: () => number
-  /** Earns a new token for a cache key. */
-  earn(cacheKey: string, generation: number): Promise<BoundToken>
+  /** Earns a new token for a cache key (`background`: a refresh ahead of expiry, nobody waits on it). */
+  earn(cacheKey: string, generation: number, context: { background: boolean }): Promise<BoundToken>
   /** Told about background refresh failures (the held token keeps serving). */
   onBackgroundError?(cacheKey: string, error: unknown): void
   /** Told about schedule decisions. */
@@ -203,7 +203,7 @@ export function createTokenManager(options: TokenManagerOptions): TokenManager {
       const previous = entries.get(cacheKey)
       let token: BoundToken
       try {
-        token = await options.earn(cacheKey, generation)
+        token = await options.earn(cacheKey, generation, { background: !onDemand })
       } catch (err) {
         recordFailure(cacheKey, err)
         throw err
