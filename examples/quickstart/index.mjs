@@ -3,11 +3,16 @@
 import { copyFile, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { startTestkit } from '@bound/testkit'
 import { createBoundFetch } from '@bound/fetch'
 import { createSession, clientCredentials, clientSecretBasic, tlsClientAuth } from '@bound/oauth'
 import { generateDpopKey } from '@bound/dpop'
 import { loadClientCertificate } from '@bound/mtls'
+
+// oidc-provider warns that Node 20 is past its support window and that its in-memory store is for
+// development: both true and expected for a demo; keep the story readable.
+const warn = console.warn
+console.warn = (...args) => void (String(args[0]).startsWith('oidc-provider WARNING') || warn(...args))
+const { startTestkit } = await import('@bound/testkit')
 
 const started = performance.now()
 const log = (line) => console.log(`[${((performance.now() - started) / 1000).toFixed(2).padStart(5)}s] ${line}`)

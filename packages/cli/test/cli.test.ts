@@ -1,0 +1,356 @@
+import { spawn } from 'node:child_process'
+import { createHash, randomUUID } from 'node:crypto'
+import { existsSync } from 'node:fs'
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { request } from 'node:https'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { SignJWT, calculateJwkThumbprint, importJWK, type JWK } from 'jose'
+import { startTestkit, type Testkit } from '@bound/testkit'
+import { run } from '../src/index.js'
+
+const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url))
+
+interface Result {
+  code: number | null
+  stdout: string
+  stderr: string
+}
+
+/** Runs the built `bound` binary; killed after 10 s so no test can hang. */
+function bound(args: string[], options: { env?: Record<string, string>; stdin?: string } = {}): Promise<Result> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { cwd: dir, env: { ...process.env, ...options.env }, stdio: ['pipe', 'pipe', 'pipe'], timeout: 10_000 })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
+    child.on('error', reject)
+    child.on('close', (code) => resolve({ code, stdout, stderr }))
+    child.stdin.end(options.stdin ?? '')
+  })
+}
+
+/** One HTTPS request trusting only the testkit CA (no client certificate). */
+function httpsGet(url: string, headers: Record<string, string>): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: 'GET', headers, ca: kit.ca, timeout: 5_000 }, (res) => {
+      let body = ''
+      res.setEncoding('utf8').on('data', (d: string) => (body += d))
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }))
+    })
+    req.on('timeout', () => req.destroy(new Error('timeout')))
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+let kit: Testkit
+let dir: string
+let caFile: string
+/** --issuer, --ca and the secret-basic client with its secret in an environment variable. */
+let secretBasic: string[]
+const secretEnv = () => ({ BOUND_TEST_SECRET: kit.clients.secretBasic.clientSecret })
+
+beforeAll(async () => {
+  kit = await startTestkit()
+  dir = await mkdtemp(join(tmpdir(), 'bound-cli-'))
+  caFile = join(dir, 'ca.pem')
+  await writeFile(caFile, kit.ca)
+  secretBasic = ['--issuer', kit.issuer, '--ca', caFile, '--client-id', kit.clients.secretBasic.clientId, '--client-secret-env', 'BOUND_TEST_SECRET']
+  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build first`)
+})
+
+afterAll(async () => {
+  await kit?.close()
+  if (dir) await rm(dir, { recursive: true, force: true })
+})
+
+describe('bound keygen', () => {
+  it('writes a private JWK with mode 0600 and prints its RFC 7638 thumbprint', async () => {
+    const r = await bound(['keygen', '--out', 'k1.jwk', '--json'])
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    const out = JSON.parse(r.stdout) as { jkt: string; alg: string; file: string }
+    expect(out).toMatchObject({ alg: 'ES256', file: join(dir, 'k1.jwk') })
+    const st = await stat(join(dir, 'k1.jwk'))
+    expect(st.mode & 0o777).toBe(0o600)
+    const jwk = JSON.parse(await readFile(join(dir, 'k1.jwk'), 'utf8')) as JWK
+    expect(jwk).toMatchObject({ kty: 'EC', crv: 'P-256', alg: 'ES256', kid: out.jkt })
+    expect(typeof jwk.d).toBe('string')
+    expect(await calculateJwkThumbprint({ kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y }, 'sha256')).toBe(out.jkt)
+  })
+
+  it('plain output is the jkt alone; EdDSA keys too', async () => {
+    const r = await bound(['keygen', '--alg', 'EdDSA', '--out', 'ed.jwk'])
+    expect(r.code).toBe(0)
+    const jwk = JSON.parse(await readFile(join(dir, 'ed.jwk'), 'utf8')) as JWK
+    expect(jwk).toMatchObject({ kty: 'OKP', crv: 'Ed25519', alg: 'EdDSA' })
+    expect(r.stdout).toBe(`${await calculateJwkThumbprint({ kty: 'OKP', crv: 'Ed25519', x: jwk.x }, 'sha256')}\n`)
+  })
+
+  it('refuses to overwrite an existing file unless --force', async () => {
+    const file = join(dir, 'keep.jwk')
+    await writeFile(file, 'precious')
+    const refused = await bound(['keygen', '--out', 'keep.jwk'])
+    expect(refused.code).toBe(1)
+    expect(refused.stdout).toBe('')
+    expect(refused.stderr).toMatch(/^bound: ERR_FILE_EXISTS: .*--force/)
+    expect(await readFile(file, 'utf8')).toBe('precious')
+
+    const forced = await bound(['keygen', '--out', 'keep.jwk', '--force', '--alg', 'ES384'])
+    expect(forced.code).toBe(0)
+    const jwk = JSON.parse(await readFile(file, 'utf8')) as JWK
+    expect(jwk).toMatchObject({ crv: 'P-384', alg: 'ES384', kid: forced.stdout.trim() })
+    expect((await stat(file)).mode & 0o777).toBe(0o600)
+  })
+
+  it('an unknown --alg is a usage error', async () => {
+    const r = await bound(['keygen', '--alg', 'HS256', '--out', 'never.jwk'])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/^bound: ERR_USAGE: --alg must be one of ES256, ES384, EdDSA, PS256, RS256/)
+    expect(existsSync(join(dir, 'never.jwk'))).toBe(false)
+  })
+})
+
+describe('bound thumbprint', () => {
+  it('prints the x5t#S256, SPIFFE ID, subject and notAfter of the workload certificate', async () => {
+    const w = kit.pki.workload
+    const json = await bound(['thumbprint', w.certFile, '--json'])
+    expect(json.code).toBe(0)
+    const info = JSON.parse(json.stdout) as Record<string, unknown>
+    expect(info).toMatchObject({ 'x5t#S256': w.x5tS256, spiffeId: w.spiffeId, expired: false })
+    expect(info.subject).toMatch(/CN=orders-worker/)
+    expect(Date.parse(info.notAfter as string)).toBeGreaterThan(Date.now())
+
+    const plain = await bound(['thumbprint', w.certFile])
+    expect(plain.code).toBe(0)
+    expect(plain.stdout).toContain(`x5t#S256   ${w.x5tS256}\n`)
+    expect(plain.stdout).toContain(`spiffe-id  ${w.spiffeId}\n`)
+    expect(plain.stdout).toMatch(/^not-after {2}\d{4}-\d\d-\d\dT/m)
+  })
+
+  it('a missing file is ERR_FILE (exit 1); no argument is a usage error (exit 2)', async () => {
+    const missing = await bound(['thumbprint', 'nope.pem'])
+    expect(missing.code).toBe(1)
+    expect(missing.stderr).toMatch(/^bound: ERR_FILE: cannot read the certificate file nope\.pem \(ENOENT\)/)
+    const none = await bound(['thumbprint'])
+    expect(none.code).toBe(2)
+    expect(none.stderr).toMatch(/^bound: ERR_USAGE: /)
+  })
+})
+
+describe('bound token', () => {
+  it('client_secret_basic + --dpop-key: a DPoP token bound to the key, which the RS accepts with a hand-made proof', async () => {
+    const keyFile = join(dir, 'ci.jwk')
+    const jkt = (await bound(['keygen', '--out', keyFile])).stdout.trim()
+    const r = await bound(['token', ...secretBasic, '--dpop-key', keyFile, '--json'], { env: secretEnv() })
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    const t = JSON.parse(r.stdout) as { access_token: string; token_type: string; expires_at: number; jkt: string; scope: unknown }
+    expect(t).toMatchObject({ token_type: 'DPoP', jkt })
+    expect(t.expires_at).toBeGreaterThan(Date.now() / 1000)
+    expect('scope' in t).toBe(true)
+
+    // use it as a shell step would: the token and a proof signed with the key file
+    const jwk = JSON.parse(await readFile(keyFile, 'utf8')) as JWK
+    const privateKey = await importJWK(jwk, 'ES256')
+    const url = `${kit.api}/orders`
+    const proof = (nonce?: string) =>
+      new SignJWT({ htm: 'GET', htu: url, jti: randomUUID(), ath: createHash('sha256').update(t.access_token).digest('base64url'), ...(nonce ? { nonce } : {}) })
+        .setProtectedHeader({ alg: 'ES256', typ: 'dpop+jwt', jwk: { kty: jwk.kty!, crv: jwk.crv!, x: jwk.x!, y: jwk.y! } })
+        .setIssuedAt()
+        .sign(privateKey)
+    let res = await httpsGet(url, { authorization: `DPoP ${t.access_token}`, dpop: await proof() })
+    if (res.status === 401 && typeof res.headers['dpop-nonce'] === 'string') {
+      res = await httpsGet(url, { authorization: `DPoP ${t.access_token}`, dpop: await proof(res.headers['dpop-nonce']) }) // one nonce retry
+    }
+    expect(res.status).toBe(200)
+    expect(JSON.parse(res.body)).toMatchObject({ ok: true, binding: 'dpop', jkt, client_id: kit.clients.secretBasic.clientId })
+  })
+
+  it('plain output is the access token alone', async () => {
+    const r = await bound(['token', ...secretBasic, '--auth', 'basic'], { env: secretEnv() })
+    expect(r.code).toBe(0)
+    expect(r.stdout).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+\n$/)
+  })
+
+  it('tls_client_auth with --cert/--key: a certificate-bound token (x5t#S256 of the workload certificate)', async () => {
+    const w = kit.pki.workload
+    const c = kit.clients.tlsClientAuth
+    const r = await bound(['token', '--issuer', kit.issuer, '--ca', caFile, '--client-id', c.clientId, '--auth', 'tls', '--cert', w.certFile, '--key', w.keyFile, '--json'])
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    expect(JSON.parse(r.stdout)).toMatchObject({ token_type: 'Bearer', x5t: w.x5tS256 })
+  })
+
+  it('private_key_jwt with --client-key (a private JWK file)', async () => {
+    const c = kit.clients.privateKeyJwt
+    const keyFile = join(dir, 'client-key.jwk')
+    await writeFile(keyFile, JSON.stringify({ ...c.privateJwk, kid: c.kid, alg: c.alg }), { mode: 0o600 })
+    const r = await bound(['token', '--issuer', kit.issuer, '--ca', caFile, '--client-id', c.clientId, '--client-key', keyFile, '--dpop-key', join(dir, 'k1.jwk'), '--json'])
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    expect(JSON.parse(r.stdout)).toMatchObject({ token_type: 'DPoP' })
+  })
+
+  it('token exchange with --subject-token-file: the token carries the subject token\'s sub', async () => {
+    const subjectFile = join(dir, 'subject.jwt')
+    await writeFile(subjectFile, await kit.workloadIdentity.mintToken({ sub: 'system:serviceaccount:ci:cli' }))
+    const r = await bound(['token', ...secretBasic, '--subject-token-file', subjectFile, '--resource', kit.resource, '--json'], { env: secretEnv() })
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    const t = JSON.parse(r.stdout) as { access_token: string }
+    const payload = JSON.parse(Buffer.from(t.access_token.split('.')[1]!, 'base64url').toString('utf8')) as Record<string, unknown>
+    expect(payload).toMatchObject({ sub: 'system:serviceaccount:ci:cli', aud: kit.resource })
+    expect(kit.as.counters().byGrant['urn:ietf:params:oauth:grant-type:token-exchange']).toBeGreaterThanOrEqual(1)
+  })
+
+  it('a wrong secret: exit 1, ERR_TOKEN_ENDPOINT on stderr, and the secret printed nowhere', async () => {
+    const wrong = 'Wr0ng-S3cret-do-not-print'
+    const viaEnv = await bound(['token', ...secretBasic], { env: { BOUND_TEST_SECRET: wrong } })
+    expect(viaEnv.code).toBe(1)
+    expect(viaEnv.stdout).toBe('')
+    expect(viaEnv.stderr).toMatch(/^bound: ERR_TOKEN_ENDPOINT: .*invalid_client/)
+    expect(viaEnv.stderr).not.toContain(wrong)
+
+    // on the command line: a warning about ps, and still never echoed
+    const viaArgv = await bound(['token', '--issuer', kit.issuer, '--ca', caFile, '--client-id', kit.clients.secretBasic.clientId, '--client-secret', wrong])
+    expect(viaArgv.code).toBe(1)
+    expect(viaArgv.stderr).toContain('bound: warning: --client-secret')
+    expect(viaArgv.stderr).toContain('ERR_TOKEN_ENDPOINT')
+    expect(viaArgv.stderr).not.toContain(wrong)
+  })
+
+  it('usage errors: exit 2 with the message on stderr, nothing on stdout', async () => {
+    const noClient = await bound(['token', '--issuer', kit.issuer])
+    expect(noClient).toMatchObject({ code: 2, stdout: '' })
+    expect(noClient.stderr).toMatch(/^bound: ERR_USAGE: token: --client-id is required\nRun 'bound token --help' for usage\.\n$/)
+
+    const unknown = await bound(['token', '--client-secrt=Sup3rSecretValue', '--client-id', 'x'])
+    expect(unknown.code).toBe(2)
+    expect(unknown.stderr).toMatch(/^bound: ERR_USAGE: token: Unknown option '--client-secrt'/)
+    expect(unknown.stderr).not.toContain('Sup3rSecretValue')
+
+    const stray = await bound(['token', ...secretBasic, 'Sup3rSecretValue'], { env: secretEnv() })
+    expect(stray.code).toBe(2)
+    expect(stray.stderr).not.toContain('Sup3rSecretValue')
+
+    const missingEnv = await bound(['token', '--issuer', kit.issuer, '--client-id', 'x', '--client-secret-env', 'BOUND_TEST_UNSET_VARIABLE'])
+    expect(missingEnv.code).toBe(2)
+    expect(missingEnv.stderr).toMatch(/BOUND_TEST_UNSET_VARIABLE is not set/)
+  })
+
+  it('without --ca the AS certificate is not trusted: exit 1, ERR_NETWORK', async () => {
+    const r = await bound(['token', '--issuer', kit.issuer, '--client-id', kit.clients.secretBasic.clientId, '--client-secret-env', 'BOUND_TEST_SECRET'], { env: secretEnv() })
+    expect(r.code).toBe(1)
+    expect(r.stderr).toMatch(/^bound: ERR_NETWORK: .*--ca FILE/)
+  })
+})
+
+describe('bound fetch', () => {
+  it('GET: 200, the body on stdout (DPoP with a one-time key)', async () => {
+    const r = await bound(['fetch', `${kit.api}/orders`, ...secretBasic], { env: secretEnv() })
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    expect(JSON.parse(r.stdout)).toMatchObject({ ok: true, method: 'GET', path: '/orders', binding: 'dpop', client_id: kit.clients.secretBasic.clientId })
+  })
+
+  it('POST -d with a header, and --dpop-key: the body reaches the RS, the token is bound to the key', async () => {
+    const jkt = JSON.parse(await readFile(join(dir, 'k1.jwk'), 'utf8')).kid as string
+    const r = await bound(['fetch', `${kit.api}/orders`, ...secretBasic, '--dpop-key', 'k1.jwk', '-d', '{"item":42}', '-H', 'Content-Type: application/json'], { env: secretEnv() })
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    expect(JSON.parse(r.stdout)).toMatchObject({ method: 'POST', binding: 'dpop', jkt, body: '{"item":42}' })
+  })
+
+  it('--data-file - reads the body from stdin; -X PUT', async () => {
+    const r = await bound(['fetch', `${kit.api}/orders/7`, ...secretBasic, '-X', 'PUT', '--data-file', '-'], { env: secretEnv(), stdin: 'qty=3' })
+    expect(r.code).toBe(0)
+    expect(JSON.parse(r.stdout)).toMatchObject({ method: 'PUT', path: '/orders/7', body: 'qty=3' })
+  })
+
+  it('-i prints the status line and headers before the body', async () => {
+    const r = await bound(['fetch', `${kit.api}/orders`, ...secretBasic, '-i'], { env: secretEnv() })
+    expect(r.code).toBe(0)
+    const [head, body] = r.stdout.split('\n\n') as [string, string]
+    expect(head).toMatch(/^HTTP\/1\.1 200 OK\n/)
+    expect(head).toMatch(/^content-type: application\/json/m)
+    expect(JSON.parse(body)).toMatchObject({ ok: true })
+  })
+
+  it('mTLS: tls_client_auth with --cert/--key, a certificate-bound token presented over the same certificate', async () => {
+    const w = kit.pki.workload
+    const r = await bound(['fetch', `${kit.api}/orders`, '--issuer', kit.issuer, '--ca', caFile, '--client-id', kit.clients.tlsClientAuth.clientId, '--cert', w.certFile, '--key', w.keyFile])
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    expect(JSON.parse(r.stdout)).toMatchObject({ binding: 'mtls', x5t: w.x5tS256 })
+  })
+
+  it('token exchange in fetch: the RS sees the subject token\'s sub', async () => {
+    const subjectFile = join(dir, 'subject-fetch.jwt')
+    await writeFile(subjectFile, await kit.workloadIdentity.mintToken({ sub: 'system:serviceaccount:ci:fetch' }))
+    const r = await bound(['fetch', `${kit.api}/orders`, ...secretBasic, '--subject-token-file', subjectFile], { env: secretEnv() })
+    expect(r.code).toBe(0)
+    expect(JSON.parse(r.stdout)).toMatchObject({ sub: 'system:serviceaccount:ci:fetch' })
+  })
+
+  it('HTTP 401 (a step-up the CLI cannot perform) → exit 22, the challenge on stderr', async () => {
+    kit.rs.requireStepUp('/cli-admin', { acr_values: 'phr' })
+    try {
+      const r = await bound(['fetch', `${kit.api}/cli-admin/x`, ...secretBasic], { env: secretEnv() })
+      expect(r.code).toBe(22)
+      expect(r.stderr).toMatch(/^bound: ERR_STEP_UP_REQUIRED: GET https:\/\/127\.0\.0\.1:\d+\/cli-admin\/x answered HTTP 401 Unauthorized; DPoP error="insufficient_user_authentication"/)
+      expect(JSON.parse(r.stdout)).toMatchObject({ error: 'insufficient_user_authentication' })
+    } finally {
+      kit.rs.clearStepUp()
+    }
+  })
+
+  it('HTTP 403 from the API → exit 22, body still printed', async () => {
+    kit.rs.route('/cli-forbidden', ({ res }) => {
+      res.writeHead(403, { 'content-type': 'application/json' })
+      res.end('{"error":"forbidden"}')
+    })
+    const r = await bound(['fetch', `${kit.api}/cli-forbidden?secret=q`, ...secretBasic], { env: secretEnv() })
+    expect(r.code).toBe(22)
+    expect(r.stdout).toBe('{"error":"forbidden"}')
+    expect(r.stderr).toMatch(/^bound: ERR_HTTP_STATUS: GET https:\/\/127\.0\.0\.1:\d+\/cli-forbidden answered HTTP 403 Forbidden\n$/)
+  })
+
+  it('usage errors: no URL, a plain-http non-loopback URL, a bad header, Authorization set by hand', async () => {
+    for (const args of [['fetch'], ['fetch', 'http://api.example.com/x', '--client-id', 'x'], ['fetch', `${kit.api}/x`, '-H', 'no colon'], ['fetch', `${kit.api}/x`, '-H', 'Authorization: Bearer abc']]) {
+      const r = await bound(args)
+      expect(r.code, args.join(' ')).toBe(2)
+      expect(r.stderr).toMatch(/^bound: ERR_USAGE: /)
+    }
+  })
+})
+
+describe('bound itself', () => {
+  it('--version, --help, <command> --help', async () => {
+    const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+    expect(await bound(['--version'])).toMatchObject({ code: 0, stdout: `${pkg.version}\n` })
+    const help = await bound(['--help'])
+    expect(help.code).toBe(0)
+    for (const c of ['keygen', 'thumbprint', 'token', 'fetch']) expect(help.stdout).toContain(c)
+    const fetchHelp = await bound(['fetch', '--help'])
+    expect(fetchHelp.code).toBe(0)
+    expect(fetchHelp.stdout).toMatch(/^Usage: bound fetch <url>/)
+    const none = await bound([])
+    expect(none.code).toBe(2)
+    expect(none.stderr).toMatch(/^bound: /)
+  })
+
+  it('run() in-process: captured output and the exit code', async () => {
+    let out = ''
+    let err = ''
+    const io = { stdout: { write: (s: string | Uint8Array) => (out += String(s)) }, stderr: { write: (s: string | Uint8Array) => (err += String(s)) }, cwd: dir }
+    expect(await run(['thumbprint', kit.pki.workload.certFile, '--json'], io)).toBe(0)
+    expect(JSON.parse(out)).toMatchObject({ 'x5t#S256': kit.pki.workload.x5tS256 })
+    expect(await run(['frobnicate'], io)).toBe(2)
+    expect(err).toMatch(/^bound: ERR_USAGE: unknown command "frobnicate"/)
+  })
+})
