@@ -61,6 +61,18 @@ describe('grants against the real AS (issue 4)', () => {
     expect(after.tokenRequests - after.nonceChallenges).toBe(1)
     await expect(fetch(`${kit.api}/orders`)).rejects.toMatchObject({ error: 'invalid_grant' }) // the same error, no new request during back-off
     expect(kit.as.counters().tokenRequests).toBe(after.tokenRequests)
+    await new Promise((r) => setTimeout(r, 1_200)) // past the back-off: still the refused assertion, still not sent
+    await expect(fetch(`${kit.api}/orders`)).rejects.toMatchObject({ error: 'invalid_grant' })
+    expect(kit.as.counters().tokenRequests).toBe(after.tokenRequests)
+  })
+
+  it('JWTA-05: a new assertion (the file rotated) is sent after a refused one', async () => {
+    let current = await kit.workloadIdentity.mintToken({ ttlSeconds: -60 })
+    const { fetch } = await sessionWith(jwtBearer({ assertion: () => current, resource: kit.resource }), { backoff: { initialSeconds: 0.05, maxSeconds: 0.05 } })
+    await expect(fetch(`${kit.api}/orders`)).rejects.toMatchObject({ error: 'invalid_grant' })
+    current = await kit.workloadIdentity.mintToken({ sub: 'wif:rotated' })
+    await new Promise((r) => setTimeout(r, 100))
+    expect(await (await fetch(`${kit.api}/orders`)).json()).toMatchObject({ sub: 'wif:rotated' })
   })
 
   it('GRANT-05/06: refresh tokens rotate; the old one is never sent again; the new one is handed to onRefreshToken first', async () => {

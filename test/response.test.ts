@@ -76,6 +76,13 @@ describe('the Response a bound fetch returns', () => {
     expect(rest).toBe('data: two\n\n')
   })
 
+  it('clone() then reading the original (what ky does) works, for small and large bodies', async () => {
+    const res = await fetch()(`${origin}/data`)
+    const copy = res.clone()
+    expect(await res.json()).toEqual(JSON.parse(payload))
+    expect(await copy.text()).toBe(payload)
+  })
+
   it('204 and HEAD have a null body', async () => {
     const empty = await fetch()(`${origin}/empty`)
     expect([empty.status, empty.body]).toEqual([204, null])

@@ -92,7 +92,7 @@ class BoundResponse extends PlatformResponse {
   }
 
   get bodyUsed(): boolean {
-    return this.#used || (this.#stream !== null && (this.#stream.locked || this.#source?.readableEnded === true))
+    return this.#used || (this.#stream !== null && this.#stream.locked)
   }
 
   #take(): FastBody | null {

@@ -83,7 +83,8 @@ export async function discoverAuthorizationServer(issuer: string, options: Disco
     }
     if (res.status !== 200) {
       await res.body?.cancel().catch(() => {})
-      throw new BoundError('ERR_DISCOVERY', `Authorization server metadata at ${url} answered HTTP ${res.status}`)
+      // the server's trouble (5xx, 429) is transient; anything else is a discovery failure
+      throw new BoundError(res.status >= 500 || res.status === 429 ? 'ERR_NETWORK' : 'ERR_DISCOVERY', `Authorization server metadata at ${url} answered HTTP ${res.status}`)
     }
     const json = await readJsonObject(res, options.maxBytes ?? 262_144, 'ERR_DISCOVERY', `authorization server metadata at ${url}`)
     const parsed = metadataSchema.safeParse(json)

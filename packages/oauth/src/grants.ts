@@ -28,6 +28,8 @@ export interface Grant {
   readonly retryable: boolean
   /** Adds the grant's parameters to the form body. */
   params(body: URLSearchParams, context: GrantContext): void | Promise<void>
+  /** Told when the AS refused a request of this grant for good (not a transient failure). */
+  refused?(error: Error): void
 }
 
 /** Options shared by grants. */
@@ -200,15 +202,24 @@ export interface JwtBearerOptions extends GrantOptions {
 export function jwtBearer(options: JwtBearerOptions): Grant {
   checkResource(options.resource)
   const assertion = toTokenSource(options.assertion, 'The JWT bearer assertion')
+  let lastSent: string | undefined
+  let refusal: { assertion: string; error: Error } | undefined
   return {
     type: 'urn:ietf:params:oauth:grant-type:jwt-bearer',
     resource: options.resource,
     scope: options.scope,
     retryable: false,
     async params(body, ctx) {
+      const value = await assertion()
+      // JWTA-05: an assertion the AS refused is never sent again; a new one (rotated file, new env) is
+      if (refusal && refusal.assertion === value) throw refusal.error
+      lastSent = value
       body.set('grant_type', 'urn:ietf:params:oauth:grant-type:jwt-bearer')
-      body.set('assertion', await assertion())
+      body.set('assertion', value)
       common(body, ctx)
+    },
+    refused(error) {
+      if (lastSent !== undefined) refusal = { assertion: lastSent, error }
     },
   }
 }

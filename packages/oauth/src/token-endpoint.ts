@@ -134,7 +134,9 @@ export async function requestTokenFromEndpoint(ctx: TokenRequestContext): Promis
         }
       }
       if (error) {
-        throw new TokenEndpointError({ error: error.error, error_description: error.error_description, error_uri: error.error_uri, status: res.status, endpoint: ctx.endpoint, retryAfter: retryAfterSeconds(res.headers, ctx.clock) })
+        const refusal = new TokenEndpointError({ error: error.error, error_description: error.error_description, error_uri: error.error_uri, status: res.status, endpoint: ctx.endpoint, retryAfter: retryAfterSeconds(res.headers, ctx.clock) })
+        if (res.status < 500 && res.status !== 429 && error.error !== 'temporarily_unavailable' && error.error !== 'server_error') ctx.grant.refused?.(refusal)
+        throw refusal
       }
       throw new TokenEndpointError({ error: res.status >= 500 ? 'server_error' : res.status === 429 ? 'rate_limited' : 'unexpected_status', status: res.status, endpoint: ctx.endpoint, retryAfter: retryAfterSeconds(res.headers, ctx.clock) })
     }

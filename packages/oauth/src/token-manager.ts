@@ -316,7 +316,8 @@ export function createTokenManager(options: TokenManagerOptions): TokenManager {
  */
 export function isTransient(err: unknown): boolean {
   if (err instanceof TokenEndpointError) return err.status >= 500 || err.status === 429 || err.error === 'temporarily_unavailable' || err.error === 'server_error'
-  if (err instanceof BoundError) return err.code === 'ERR_NETWORK' || err.code === 'ERR_TOKEN_RESPONSE_INVALID' || err.code === 'ERR_TOKEN_UNAVAILABLE' || err.code === 'ERR_DISCOVERY'
+  // (ERR_DISCOVERY is a document that failed validation — an issuer mismatch is no outage)
+  if (err instanceof BoundError) return err.code === 'ERR_NETWORK' || err.code === 'ERR_TOKEN_RESPONSE_INVALID' || err.code === 'ERR_TOKEN_UNAVAILABLE'
   return !(err instanceof Error && err.name === 'AbortError')
 }
 
