@@ -39,7 +39,6 @@ export function describeError(err: unknown): { code: string; message: string; ex
     return { code: shown.code, message: shown.message, exitCode: EXIT_CODES.error }
   }
   if (err instanceof Error && err.name === 'TimeoutError') return { code: 'ERR_TIMEOUT', message: 'timed out (see --timeout)', exitCode: EXIT_CODES.error }
-  if (err instanceof Error && err.name === 'AbortError') return { code: 'ERR_ABORTED', message: 'aborted', exitCode: EXIT_CODES.error }
   const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err)
   return { code: 'ERR_INTERNAL', message, exitCode: EXIT_CODES.error }
 }

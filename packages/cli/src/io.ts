@@ -82,3 +82,19 @@ export function scrub(message: string, secrets: ReadonlySet<string>): string {
   // eslint-disable-next-line no-control-regex
   return out.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, '')
 }
+
+/**
+ * Closes a session, waiting at most `ms` (closing waits for requests still in flight, e.g. on a
+ * server that never answered before `--timeout`).
+ */
+export async function closeWithin(session: { close(): Promise<void> }, ms = 1_000): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  await Promise.race([
+    session.close().catch(() => {}),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, ms)
+      timer.unref()
+    }),
+  ])
+  clearTimeout(timer)
+}

@@ -1,18 +1,17 @@
 import { secretsInArgv, wantsHelp } from './args.js'
-import { fetchCommand } from './commands/fetch.js'
-import { keygen } from './commands/keygen.js'
-import { thumbprint } from './commands/thumbprint.js'
-import { token } from './commands/token.js'
 import { describeError, EXIT_CODES, usage } from './errors.js'
 import { HELP } from './help.js'
 import { createContext, scrub, type CliIo, type Context } from './io.js'
 import { version } from './version.js'
 
-const COMMANDS: Record<string, (args: readonly string[], ctx: Context) => Promise<number>> = {
-  keygen,
-  thumbprint,
-  token,
-  fetch: fetchCommand,
+type Command = (args: readonly string[], ctx: Context) => Promise<number>
+
+/** Loaded on demand: `--help` and `--version` need none of them, `keygen` needs no HTTP stack. */
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  keygen: async () => (await import('./commands/keygen.js')).keygen,
+  thumbprint: async () => (await import('./commands/thumbprint.js')).thumbprint,
+  token: async () => (await import('./commands/token.js')).token,
+  fetch: async () => (await import('./commands/fetch.js')).fetchCommand,
 }
 
 /**
@@ -52,11 +51,12 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
       io.stdout.write(HELP[name]!)
       return EXIT_CODES.ok
     }
-    return await COMMANDS[name]!(rest, ctx)
+    const command = await COMMANDS[name]!()
+    return await command(rest, ctx)
   } catch (err) {
     const { code, message, exitCode } = describeError(err)
     const line = scrub(message, ctx.secrets).replace(/\s*\n\s*/g, ' ')
-    const tlsHint = code === 'ERR_NETWORK' && /SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|CERT_/.test(message) ? ' (a server certificate from an internal CA? trust it with --ca FILE)' : ''
+    const tlsHint = code === 'ERR_NETWORK' && /SELF_SIGNED|UNABLE_TO_(GET_ISSUER|VERIFY_LEAF)/.test(message) ? ' (a server certificate from an internal CA? trust it with --ca FILE)' : ''
     const hint = tlsHint + (exitCode === EXIT_CODES.usage ? `\nRun 'bound ${name !== undefined && Object.hasOwn(COMMANDS, name) ? `${name} ` : ''}--help' for usage.` : '')
     io.stderr.write(`bound: ${code}: ${line}${hint}\n`)
     return exitCode

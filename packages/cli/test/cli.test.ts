@@ -3,6 +3,7 @@ import { createHash, randomUUID } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { request } from 'node:https'
+import { createServer, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -225,20 +226,22 @@ describe('bound token', () => {
   })
 
   it('usage errors: exit 2 with the message on stderr, nothing on stdout', async () => {
-    const noClient = await bound(['token', '--issuer', kit.issuer])
+    const [noClient, unknown, stray, missingEnv] = await Promise.all([
+      bound(['token', '--issuer', kit.issuer]),
+      bound(['token', '--client-secrt=Sup3rSecretValue', '--client-id', 'x']),
+      bound(['token', ...secretBasic, 'Sup3rSecretValue'], { env: secretEnv() }),
+      bound(['token', '--issuer', kit.issuer, '--client-id', 'x', '--client-secret-env', 'BOUND_TEST_UNSET_VARIABLE']),
+    ])
     expect(noClient).toMatchObject({ code: 2, stdout: '' })
     expect(noClient.stderr).toMatch(/^bound: ERR_USAGE: token: --client-id is required\nRun 'bound token --help' for usage\.\n$/)
 
-    const unknown = await bound(['token', '--client-secrt=Sup3rSecretValue', '--client-id', 'x'])
     expect(unknown.code).toBe(2)
     expect(unknown.stderr).toMatch(/^bound: ERR_USAGE: token: Unknown option '--client-secrt'/)
     expect(unknown.stderr).not.toContain('Sup3rSecretValue')
 
-    const stray = await bound(['token', ...secretBasic, 'Sup3rSecretValue'], { env: secretEnv() })
     expect(stray.code).toBe(2)
     expect(stray.stderr).not.toContain('Sup3rSecretValue')
 
-    const missingEnv = await bound(['token', '--issuer', kit.issuer, '--client-id', 'x', '--client-secret-env', 'BOUND_TEST_UNSET_VARIABLE'])
     expect(missingEnv.code).toBe(2)
     expect(missingEnv.stderr).toMatch(/BOUND_TEST_UNSET_VARIABLE is not set/)
   })
@@ -321,10 +324,30 @@ describe('bound fetch', () => {
   })
 
   it('usage errors: no URL, a plain-http non-loopback URL, a bad header, Authorization set by hand', async () => {
-    for (const args of [['fetch'], ['fetch', 'http://api.example.com/x', '--client-id', 'x'], ['fetch', `${kit.api}/x`, '-H', 'no colon'], ['fetch', `${kit.api}/x`, '-H', 'Authorization: Bearer abc']]) {
-      const r = await bound(args)
-      expect(r.code, args.join(' ')).toBe(2)
+    const cases = [['fetch'], ['fetch', 'http://api.example.com/x', '--client-id', 'x'], ['fetch', `${kit.api}/x`, '-H', 'no colon'], ['fetch', `${kit.api}/x`, '-H', 'Authorization: Bearer abc']]
+    const results = await Promise.all(cases.map((args) => bound(args)))
+    results.forEach((r, i) => {
+      expect(r.code, cases[i]!.join(' ')).toBe(2)
       expect(r.stderr).toMatch(/^bound: ERR_USAGE: /)
+    })
+  })
+})
+
+describe('--timeout', () => {
+  it('a server that never answers: ERR_TIMEOUT (exit 1) soon after the limit, and the process ends', async () => {
+    const sockets = new Set<Socket>()
+    const server = createServer((s) => void sockets.add(s)) // accepts, never answers (not even TLS)
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const { port } = server.address() as { port: number }
+    try {
+      const started = Date.now()
+      const r = await bound(['token', '--issuer', `https://127.0.0.1:${port}`, '--client-id', 'x', '--client-secret-env', 'BOUND_TEST_SECRET', '--timeout', '0.5'], { env: secretEnv() })
+      expect(r.code).toBe(1)
+      expect(r.stderr).toMatch(/^bound: ERR_TIMEOUT: no token within 0\.5 s/)
+      expect(Date.now() - started).toBeLessThan(5_000)
+    } finally {
+      for (const s of sockets) s.destroy()
+      await new Promise((resolve) => server.close(resolve))
     }
   })
 })
@@ -341,7 +364,7 @@ describe('bound itself', () => {
     expect(fetchHelp.stdout).toMatch(/^Usage: bound fetch <url>/)
     const none = await bound([])
     expect(none.code).toBe(2)
-    expect(none.stderr).toMatch(/^bound: /)
+    expect(none.stderr).toContain('Usage: bound <command>')
   })
 
   it('run() in-process: captured output and the exit code', async () => {

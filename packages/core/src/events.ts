@@ -14,8 +14,8 @@ export interface Emitter<E extends { [K in keyof E]: object }> {
   emit<K extends keyof E>(type: K, event: E[K]): void
 }
 
-/** Creates an {@link Emitter}. */
-export function createEmitter<E extends { [K in keyof E]: object }>(): Emitter<E> {
+/** Creates an {@link Emitter}. `tap` sees every event first (Bound uses it for diagnostics). */
+export function createEmitter<E extends { [K in keyof E]: object }>(tap?: (type: keyof E, event: E[keyof E]) => void): Emitter<E> {
   const listeners = new Map<keyof E, Set<(event: never) => void>>()
   return {
     on(type, listener) {
@@ -25,6 +25,7 @@ export function createEmitter<E extends { [K in keyof E]: object }>(): Emitter<E
       return () => void set.delete(listener as (event: never) => void)
     },
     emit(type, event) {
+      tap?.(type, event)
       const set = listeners.get(type)
       if (!set) return
       for (const listener of set) {

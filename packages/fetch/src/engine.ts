@@ -134,9 +134,11 @@ export function createChallengeEngine(options: BoundOptions): ChallengeEngine {
         // answered once already (a second invalid_token, a refused step-up token), or never answerable
         if (challenge && reaction !== undefined && used.has(reaction)) annotate(challenge, reaction, url)
         else if (challenge?.kind === 'step-up') annotate(challenge, 'step-up', url)
+        if (challenge) session.events.emit('challenge.handled', { origin: url.origin, kind: challenge.kind, outcome: 'returned' })
         return { res, challenges }
       }
       used.add(reaction)
+      session.events.emit('challenge.handled', { origin: url.origin, kind: challenge?.kind ?? 'no-credentials', outcome: 'answered' })
       const discard = () => res.discard()
       switch (reaction) {
         case 'nonce':
@@ -203,10 +205,18 @@ export function createChallengeEngine(options: BoundOptions): ChallengeEngine {
     const knownExtra = known === 'token' ? { step_up: levelKey } : known
     // A level token that was just refused (max_age passed, or revoked) needs a fresh step-up.
     const refused = token !== undefined && knownExtra !== undefined && sameExtra(token, knownExtra)
-    if (knownExtra && !refused) return knownExtra
+    const report = (outcome: 'approved' | 'reused' | 'declined') => session.events.emit('step_up', { origin: url.origin, acrValues: challenge.acrValues?.join(' '), outcome })
+    if (knownExtra && !refused) {
+      report('reused')
+      return knownExtra
+    }
     if (refused) levels.delete(levelKey)
     const result = await stepUps.run(levelKey, async () => options.onStepUp!({ url: url.href, acrValues: challenge.acrValues, maxAge: challenge.maxAge, challenge }))
-    if (result === false || result === null || typeof result !== 'object') return false
+    if (result === false || result === null || typeof result !== 'object') {
+      report('declined')
+      return false
+    }
+    report('approved')
     if (typeof (result as { access_token?: unknown }).access_token === 'string') {
       const extra = { step_up: levelKey }
       session.putToken({ resource: resources.get(url.origin), extra }, result as Record<string, unknown>)

@@ -1,5 +1,6 @@
 import { z } from 'zod'
-import { BoundError, TokenEndpointError, assertSecureUrl, createEmitter, systemClock, type Clock, type Emitter } from '@bound/core'
+import { BoundError, TokenEndpointError, assertSecureUrl, createEmitter, publishEvent, systemClock, type Clock, type Emitter } from '@bound/core'
+import { instrumentSession, type TelemetryOptions } from './telemetry.js'
 import { createDpop, type Dpop, type DpopKey } from '@bound/dpop'
 import { createTransport, type ClientCertificate, type ClientCertificatePem, type Pem, type Transport } from '@bound/mtls'
 import { noClientAuth, type ClientAuth } from './client-auth.js'
@@ -59,6 +60,8 @@ export interface SessionOptions {
   maxNonceOrigins?: number
   /** Clock (tests). Default the system clock. */
   clock?: Clock
+  /** Logging and OpenTelemetry (see {@link TelemetryOptions}). Default: silent logs; OpenTelemetry when installed. */
+  telemetry?: TelemetryOptions
 }
 
 /** Parameters of one token need. */
@@ -87,6 +90,10 @@ export interface SessionEvents {
   'challenge.invalid_token': { origin: string; label: string }
   'key.rotated': { previousJkt: string; jkt: string; tokensDropped: number }
   'certificate.rotated': { previousX5t: string; x5t: string; subject: string; tokensDropped: number }
+  /** A bound fetch met a challenge: `answered` (and retried) or `returned` to the caller. */
+  'challenge.handled': { origin: string; kind: string; outcome: 'answered' | 'returned' }
+  /** A step-up: `approved` (onStepUp gave parameters or a token), `reused` (a level already approved), `declined`. */
+  'step_up': { origin: string; acrValues: string | undefined; outcome: 'approved' | 'reused' | 'declined' }
 }
 
 /** A bound session: grant + client auth + binding + token manager. */
@@ -185,7 +192,7 @@ export function createSession(options: SessionOptions): Session {
   const ownTransport = !options.transport
   const transport = options.transport ?? createTransport({ ...(options.ca ? { ca: options.ca } : {}), ...(options.clientCertificate ? { clientCertificate: options.clientCertificate } : {}) })
   const dpop = options.dpop ? createDpop({ key: options.dpop, clock, ...(options.maxNonceOrigins ? { maxNonceOrigins: options.maxNonceOrigins } : {}) }) : undefined
-  const events = createEmitter<SessionEvents>()
+  const events = createEmitter<SessionEvents>((type, event) => publishEvent(type as string, event))
   const usesMtls = clientAuth.usesTlsClientCertificate || transport.hasClientCertificate
   const defaultLifetimeMs = (options.defaultLifetime ?? 300) * 1000
   const baseGrant = options.grant
@@ -379,7 +386,7 @@ export function createSession(options: SessionOptions): Session {
     }
   }
 
-  return {
+  const session: Session = {
     clientId: options.clientId,
     get issuer() {
       return issuer
@@ -454,4 +461,6 @@ export function createSession(options: SessionOptions): Session {
     close,
     [Symbol.asyncDispose]: () => close(),
   }
+  instrumentSession(session, options.telemetry)
+  return session
 }

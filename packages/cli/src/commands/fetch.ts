@@ -4,7 +4,7 @@ import { createBoundFetch, getChallenges } from '@bound/fetch'
 import { parseCommand } from '../args.js'
 import { buildSession, credentialOptions } from '../credentials.js'
 import { CliError, EXIT_CODES, networkDetail, usage } from '../errors.js'
-import { scrub, writeAll, type Context } from '../io.js'
+import { closeWithin, scrub, writeAll, type Context } from '../io.js'
 
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
 /** Headers Bound sets itself on credential origins. */
@@ -52,7 +52,7 @@ export async function fetchCommand(args: readonly string[], ctx: Context): Promi
   if (positionals.length !== 1) throw usage(`fetch takes exactly one URL (got ${positionals.length} arguments)`)
   let url: URL
   try {
-    url = assertSecureUrl(positionals[0]!, 'the URL')
+    url = assertSecureUrl(positionals[0]!, 'URL')
   } catch (err) {
     throw usage(`fetch: ${err instanceof Error ? err.message : String(err)}`)
   }
@@ -108,6 +108,6 @@ export async function fetchCommand(args: readonly string[], ctx: Context): Promi
     }
     return EXIT_CODES.ok
   } finally {
-    await session.close()
+    await closeWithin(session)
   }
 }

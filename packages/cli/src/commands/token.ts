@@ -1,7 +1,7 @@
 import { parseCommand } from '../args.js'
 import { buildSession, credentialOptions } from '../credentials.js'
 import { CliError, usage } from '../errors.js'
-import type { Context } from '../io.js'
+import { closeWithin, type Context } from '../io.js'
 
 /**
  * `bound token`: earns an access token (client credentials, or token exchange with a subject
@@ -36,6 +36,6 @@ export async function token(args: readonly string[], ctx: Context): Promise<numb
     }
     return 0
   } finally {
-    await session.close()
+    await closeWithin(session)
   }
 }

@@ -23,6 +23,8 @@ export type BoundErrorCode =
   | 'ERR_ABORTED'
   | 'ERR_CLOSED'
 
+import { publishError } from '../diagnostics.js'
+
 const MARK = Symbol.for('@bound/core.BoundError')
 
 /** Options accepted by every Bound error constructor. */
@@ -56,6 +58,8 @@ export class BoundError extends Error {
     this.code = code
     Object.defineProperty(this, 'name', { value: new.target.errorName, enumerable: false, configurable: true, writable: true })
     Object.defineProperty(this, MARK, { value: markOf(new.target), enumerable: false })
+    // (subclasses finish their fields after this constructor: publish once they are set)
+    queueMicrotask(() => publishError(this))
   }
 
   /** The class name used for `name` and for cross-copy `instanceof`. Subclasses override it. */
