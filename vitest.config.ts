@@ -6,5 +6,8 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 30_000,
     pool: 'forks',
+    // the secret-leak scan over the whole run (test/setup/leak-*.ts)
+    setupFiles: ['test/setup/leak-capture.ts'],
+    globalSetup: ['test/setup/leak-scan.ts'],
   },
 })

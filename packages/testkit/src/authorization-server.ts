@@ -4,6 +4,7 @@ import { createServer, type Server } from 'node:https'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import { calculateJwkThumbprint, createLocalJWKSet, jwtVerify, type JWK, type JWTPayload } from 'jose'
+import { announceSecret } from './secrets.js'
 import Provider, { errors, type KoaMiddleware, type OidcKoaContext, type ProviderError } from 'oidc-provider'
 import {
   certificateSubjectMatches,
@@ -493,6 +494,7 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
     publicClient: { clientId: 'public-client', authMethod: 'none', scope },
   }
 
+  announceSecret(clients.secretBasic.clientSecret, clients.secretPost.clientSecret, clients.dpopRequired.clientSecret, clientPrivateJwk.d, clientKeys.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString())
   // Every client may use client credentials and the workload grants; `offline_access` asks the
   // workload grants for a refresh token.
   const workloadGrants = [GRANT_TYPE_TOKEN_EXCHANGE, GRANT_TYPE_JWT_BEARER, 'refresh_token']
@@ -762,6 +764,15 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
     }
   }
   provider.use(countTokenRequests)
+  // leak scans: everything secret that crosses the token and revocation endpoints
+  provider.use(async (ctx, next) => {
+    await next()
+    if (ctx.method !== 'POST' || !ctx.path.startsWith('/token')) return
+    const params = (ctx.oidc?.body ?? {}) as Record<string, unknown>
+    announceSecret(firstString(params['client_secret']), firstString(params['client_assertion']), firstString(params['assertion']), firstString(params['subject_token']), firstString(params['refresh_token']), firstString(params['token']), ctx.get('dpop') || undefined, ctx.get('authorization').replace(/^basic /i, '') || undefined)
+    const body = (ctx.body ?? {}) as { access_token?: unknown; refresh_token?: unknown }
+    announceSecret(body.access_token, body.refresh_token)
+  })
 
   if (verbose) {
     const describe = (event: string) => (ctx: OidcKoaContext | undefined, error: ProviderError) => {

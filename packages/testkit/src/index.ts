@@ -62,3 +62,4 @@ export type {
   StepUpRequirement,
 } from './control.js'
 export type { DecodedProof } from './dpop-proof-check.js'
+export { TESTKIT_SECRET_CHANNEL, announceSecret } from './secrets.js'

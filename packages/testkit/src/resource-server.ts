@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { decodeJwt, jwtVerify, type JSONWebKeySet, type JWTPayload } from 'jose'
 import * as oauth from 'oauth4webapi'
 import { DEFAULT_SCOPE, DPOP_SIGNING_ALGS } from './authorization-server.js'
+import { announceSecret } from './secrets.js'
 import { peerCertificate } from './certificate-identity.js'
 import {
   createResourceServerState,
@@ -265,6 +266,7 @@ export async function startResourceServer(options: ResourceServerOptions): Promi
 
   const verifyDpop = async (req: IncomingMessage, url: string, accessToken: string): Promise<Authenticated> => {
     const proofHeader = req.headers['dpop']
+    announceSecret(accessToken, ...(Array.isArray(proofHeader) ? proofHeader : [proofHeader]))
     const proof = Array.isArray(proofHeader) ? proofHeader.join(',') : proofHeader
     const method = req.method ?? 'GET'
     const proofAlg = proofHeaderAlg(proof)
