@@ -4,7 +4,14 @@ import { createNonceStore, type NonceObservation, type NonceStore } from './nonc
 import { accessTokenHash, createProofBuilder, type ProofBuilder } from './proof.js'
 import { normalizeHtu } from './htu.js'
 
-/** Options of {@link createDpop}. */
+/**
+ * Options of {@link createDpop}.
+ *
+ * @example
+ * ```ts
+ * const dpop = createDpop({ key: await generateDpopKey(), maxNonceOrigins: 100, maxClockSkew: 60 })
+ * ```
+ */
 export interface DpopOptions {
   /** The key proofs are signed with. */
   key: DpopKey
@@ -16,7 +23,14 @@ export interface DpopOptions {
   maxClockSkew?: number
 }
 
-/** Options of {@link Dpop.proof}. */
+/**
+ * Options of {@link Dpop.proof}.
+ *
+ * @example
+ * ```ts
+ * const proof = await dpop.proof('GET', 'https://api.example.com/orders', { accessToken: token.value })
+ * ```
+ */
 export interface ProofOptions {
   /** The access token presented with this request; adds `ath`. */
   accessToken?: string | undefined
@@ -25,6 +39,14 @@ export interface ProofOptions {
 /**
  * A session's DPoP state: the current key, a proof builder for it, the nonce store, and clock
  * corrections per origin. One per session; never shared.
+ *
+ * @example
+ * ```ts
+ * const dpop: Dpop = session.dpop!
+ * const headers = { authorization: `DPoP ${token.value}`, dpop: await dpop.proof('GET', url, { accessToken: token.value }) }
+ * const res = await fetch(url, { headers })
+ * dpop.observe(url, res.headers) // keep the server's next nonce
+ * ```
  */
 export interface Dpop {
   /** The current key. */

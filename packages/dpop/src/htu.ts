@@ -23,7 +23,14 @@ export function normalizeHtu(url: string | URL): string {
   return `${u.protocol}//${u.host}${u.pathname}`
 }
 
-/** The origin (`scheme://host[:port]`) nonces are kept under. */
+/**
+ * The origin (`scheme://host[:port]`) nonces are kept under.
+ *
+ * @example
+ * ```ts
+ * originOf('https://API.example.com:443/orders?x=1') // 'https://api.example.com'
+ * ```
+ */
 export function originOf(url: string | URL): string {
   return (typeof url === 'string' ? new URL(url) : url).origin
 }

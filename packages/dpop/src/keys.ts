@@ -1,13 +1,35 @@
-import { KeyObject, createHash, createPrivateKey, createPublicKey, sign as nodeSign, verify as nodeVerify, webcrypto, type JsonWebKey as NodeJwk } from 'node:crypto'
+import { KeyObject, createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign as nodeSign, verify as nodeVerify, webcrypto, type JsonWebKey as NodeJwk } from 'node:crypto'
 import { BoundError } from '@bound/core'
 
-/** The JWS algorithms Bound signs DPoP proofs with. */
+/**
+ * The JWS algorithms Bound signs DPoP proofs with.
+ *
+ * @example
+ * ```ts
+ * const alg: DpopAlg = 'EdDSA'
+ * const key = await generateDpopKey({ alg })
+ * ```
+ */
 export type DpopAlg = 'ES256' | 'ES384' | 'EdDSA' | 'PS256' | 'RS256'
 
-/** Every alg {@link generateDpopKey} and {@link importDpopKey} accept. */
+/**
+ * Every alg {@link generateDpopKey} and {@link importDpopKey} accept.
+ *
+ * @example
+ * ```ts
+ * const alg = serverAlgs.find((a) => DPOP_ALGS.includes(a as DpopAlg)) as DpopAlg | undefined
+ * ```
+ */
 export const DPOP_ALGS: readonly DpopAlg[] = Object.freeze(['ES256', 'ES384', 'EdDSA', 'PS256', 'RS256'])
 
-/** A public JWK with only the RFC 7638 required members. */
+/**
+ * A public JWK with only the RFC 7638 required members.
+ *
+ * @example
+ * ```ts
+ * const jwk: PublicJwk = (await generateDpopKey()).publicJwk // { kty: 'EC', crv: 'P-256', x, y }
+ * ```
+ */
 export type PublicJwk =
   | { kty: 'EC'; crv: 'P-256' | 'P-384'; x: string; y: string }
   | { kty: 'OKP'; crv: 'Ed25519'; x: string }
@@ -16,6 +38,12 @@ export type PublicJwk =
 /**
  * What signs DPoP proofs. Bound's own keys implement it; so can a KMS, an HSM or Vault transit.
  * `sign` returns the JWS signature bytes (for ES*: raw `r || s`, not DER).
+ *
+ * @example
+ * ```ts
+ * const signer: DpopSigner = { alg: 'ES256', publicJwk, sign: (bytes) => kms.sign({ keyId, message: bytes }) }
+ * const key = fromSigner(signer)
+ * ```
  */
 export interface DpopSigner {
   /** The JWS `alg`. */
@@ -26,7 +54,16 @@ export interface DpopSigner {
   sign(data: Uint8Array): Uint8Array | Promise<Uint8Array>
 }
 
-/** A DPoP key: a {@link DpopSigner} plus its RFC 7638 thumbprint (`jkt`). */
+/**
+ * A DPoP key: a {@link DpopSigner} plus its RFC 7638 thumbprint (`jkt`).
+ *
+ * @example
+ * ```ts
+ * const key: DpopKey = await generateDpopKey()
+ * createSession({ …, dpop: key })
+ * console.log(key.jkt) // the cnf.jkt of the tokens bound to it
+ * ```
+ */
 export interface DpopKey extends DpopSigner {
   /** RFC 7638 SHA-256 thumbprint of `publicJwk`, base64url: the `cnf.jkt` of tokens bound to it. */
   readonly jkt: string
@@ -64,7 +101,14 @@ export function jwkThumbprint(jwk: { kty?: string; [k: string]: unknown }): stri
   return createHash('sha256').update(canonical).digest('base64url')
 }
 
-/** Keeps only the public members RFC 7638 requires, in the order used in proof headers. */
+/**
+ * Keeps only the public members RFC 7638 requires, in the order used in proof headers.
+ *
+ * @example
+ * ```ts
+ * const publicJwk = toPublicJwk(createPublicKey(pem).export({ format: 'jwk' }))
+ * ```
+ */
 export function toPublicJwk(jwk: NodeJwk | Record<string, unknown>): PublicJwk {
   const j = jwk as Record<string, unknown>
   if (j.kty === 'EC' && (j.crv === 'P-256' || j.crv === 'P-384')) return { kty: 'EC', crv: j.crv, x: String(j.x), y: String(j.y) }
@@ -73,7 +117,15 @@ export function toPublicJwk(jwk: NodeJwk | Record<string, unknown>): PublicJwk {
   throw new BoundError('ERR_DPOP_KEY_INVALID', `Unsupported key type for DPoP (kty ${String(j.kty)}, crv ${String(j.crv)})`)
 }
 
-/** True when the JWK has none of the private members (`d`, `p`, `q`, `dp`, `dq`, `qi`, `k`, `oth`). */
+/**
+ * True when the JWK has none of the private members (`d`, `p`, `q`, `dp`, `dq`, `qi`, `k`, `oth`).
+ *
+ * @example
+ * ```ts
+ * isPublicOnlyJwk({ kty: 'EC', crv: 'P-256', x, y })     // true
+ * isPublicOnlyJwk({ kty: 'EC', crv: 'P-256', x, y, d })  // false
+ * ```
+ */
 export function isPublicOnlyJwk(jwk: object): boolean {
   return PRIVATE_MEMBERS.every((m) => !(m in jwk))
 }
@@ -151,7 +203,14 @@ function makeKey(alg: DpopAlg, privateKey: KeyObject, publicKey: KeyObject): Dpo
   return Object.freeze(key)
 }
 
-/** Options of {@link generateDpopKey}. */
+/**
+ * Options of {@link generateDpopKey} (and {@link loadOrCreateDpopKey}).
+ *
+ * @example
+ * ```ts
+ * const key = await generateDpopKey({ alg: 'PS256', modulusLength: 3072 })
+ * ```
+ */
 export interface GenerateDpopKeyOptions {
   /** JWS algorithm. Default `'ES256'`. */
   alg?: DpopAlg
@@ -180,8 +239,38 @@ export async function generateDpopKey(options: GenerateDpopKeyOptions = {}): Pro
   if (!Number.isInteger(modulusLength) || modulusLength < 2048) {
     throw new BoundError('ERR_DPOP_KEY_INVALID', `RSA keys for DPoP must have at least 2048 bits (got ${modulusLength})`)
   }
-  const pair = (await webcrypto.subtle.generateKey(keyGenParams(alg, modulusLength), false, ['sign', 'verify'])) as webcrypto.CryptoKeyPair
-  return makeKey(alg, KeyObject.from(pair.privateKey), KeyObject.from(pair.publicKey))
+  if (SYNC_CRYPTOKEY_SIGNING) {
+    const pair = (await webcrypto.subtle.generateKey(keyGenParams(alg, modulusLength), false, ['sign', 'verify'])) as webcrypto.CryptoKeyPair
+    return makeKey(alg, KeyObject.from(pair.privateKey), KeyObject.from(pair.publicKey))
+  }
+  // Node 24 deprecates signing synchronously with WebCrypto keys (DEP0203/DEP0204): the key is a
+  // node:crypto KeyObject kept in a closure — Bound has no path that exports it.
+  const { privateKey, publicKey } = generateKeyPairSync(...nodeKeyGenArgs(alg, modulusLength))
+  return makeKey(alg, privateKey, publicKey)
+}
+
+/**
+ * Whether this Node can sign synchronously with a non-extractable WebCrypto key through
+ * `KeyObject.from` without a deprecation (Node < 24).
+ */
+const SYNC_CRYPTOKEY_SIGNING = Number(process.versions.node.split('.')[0]) < 24
+
+function nodeKeyGenArgs(alg: DpopAlg, modulusLength: number): Parameters<typeof generateKeyPairSync> {
+  if (alg === 'ES256' || alg === 'ES384') return ['ec', { namedCurve: alg === 'ES256' ? 'P-256' : 'P-384' }] as never
+  if (alg === 'EdDSA') return ['ed25519'] as never
+  return ['rsa', { modulusLength }] as never
+}
+
+/** A DPoP key over a WebCrypto key pair that stays in WebCrypto (asynchronous signing). */
+async function webCryptoKey(alg: DpopAlg, pair: webcrypto.CryptoKeyPair): Promise<DpopKey> {
+  const publicJwk = Object.freeze(toPublicJwk((await webcrypto.subtle.exportKey('jwk', pair.publicKey)) as Record<string, unknown>))
+  const params = alg === 'EdDSA' ? { name: 'Ed25519' } : alg === 'ES256' || alg === 'ES384' ? { name: 'ECDSA', hash: alg === 'ES256' ? 'SHA-256' : 'SHA-384' } : alg === 'PS256' ? { name: 'RSA-PSS', saltLength: 32 } : { name: 'RSASSA-PKCS1-v1_5' }
+  const sign = async (data: Uint8Array) => new Uint8Array(await webcrypto.subtle.sign(params, pair.privateKey, data))
+  const probe = Buffer.from('bound-key-check')
+  if (!(await webcrypto.subtle.verify(params, pair.publicKey, await sign(probe), probe))) {
+    throw new BoundError('ERR_DPOP_KEY_INVALID', 'The public key does not match the private key')
+  }
+  return Object.freeze({ alg, publicJwk, jkt: jwkThumbprint(publicJwk), sign })
 }
 
 function keyGenParams(alg: DpopAlg, modulusLength: number) {
@@ -190,7 +279,15 @@ function keyGenParams(alg: DpopAlg, modulusLength: number) {
   return { name: alg === 'PS256' ? 'RSA-PSS' : 'RSASSA-PKCS1-v1_5', modulusLength, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' }
 }
 
-/** Key material {@link importDpopKey} accepts. */
+/**
+ * Key material {@link importDpopKey} accepts.
+ *
+ * @example
+ * ```ts
+ * const input: DpopKeyInput = readFileSync('dpop-key.pem', 'utf8') // or a private JWK, a KeyObject, a CryptoKeyPair
+ * const key = await importDpopKey(input)
+ * ```
+ */
 export type DpopKeyInput =
   | string // PEM, PKCS#8 (or PKCS#1 / SEC1)
   | Buffer
@@ -223,6 +320,12 @@ export async function importDpopKey(input: DpopKeyInput, options: { alg?: DpopAl
       privateKey = createPrivateKey(input)
       publicKey = createPublicKey(privateKey)
     } else if (isCryptoKeyPair(input)) {
+      if (!SYNC_CRYPTOKEY_SIGNING && !input.privateKey.extractable) {
+        // keep it in WebCrypto (Node 24+ deprecates using it from node:crypto)
+        const alg = options.alg ?? cryptoKeyAlg(input.privateKey)
+        if (alg === undefined) throw new BoundError('ERR_DPOP_ALG_UNSUPPORTED', 'No supported DPoP alg for this CryptoKey')
+        return await webCryptoKey(alg, input)
+      }
       privateKey = KeyObject.from(input.privateKey)
       publicKey = KeyObject.from(input.publicKey)
     } else if (typeof input === 'object' && input !== null && typeof (input as NodeJwk).kty === 'string') {
@@ -247,6 +350,15 @@ export async function importDpopKey(input: DpopKeyInput, options: { alg?: DpopAl
     throw new BoundError('ERR_DPOP_ALG_UNSUPPORTED', `No supported DPoP alg for this key${alg ? ` (${alg})` : ''}; use one of ${DPOP_ALGS.join(', ')}`)
   }
   return makeKey(alg, privateKey, publicKey)
+}
+
+function cryptoKeyAlg(key: webcrypto.CryptoKey): DpopAlg | undefined {
+  const a = key.algorithm as { name: string; namedCurve?: string }
+  if (a.name === 'ECDSA') return a.namedCurve === 'P-256' ? 'ES256' : a.namedCurve === 'P-384' ? 'ES384' : undefined
+  if (a.name === 'Ed25519') return 'EdDSA'
+  if (a.name === 'RSA-PSS') return 'PS256'
+  if (a.name === 'RSASSA-PKCS1-v1_5') return 'RS256'
+  return undefined
 }
 
 function isCryptoKeyPair(v: unknown): v is webcrypto.CryptoKeyPair {
@@ -276,7 +388,18 @@ function isCryptoKey(v: unknown): boolean {
   return ctor !== undefined && v instanceof ctor
 }
 
-/** Where a workload keeps its DPoP key between restarts. Bound writes nothing unless given one. */
+/**
+ * Where a workload keeps its DPoP key between restarts. Bound writes nothing unless given one.
+ *
+ * @example
+ * ```ts
+ * const persistence: DpopKeyPersistence = {
+ *   load: async () => (await secrets.get('dpop-key')) ?? undefined,
+ *   save: (jwk) => secrets.put('dpop-key', jwk),
+ * }
+ * const key = await loadOrCreateDpopKey(persistence)
+ * ```
+ */
 export interface DpopKeyPersistence {
   /** The stored private JWK, or undefined when there is none yet. */
   load(): Promise<(NodeJwk & { alg?: string }) | undefined> | (NodeJwk & { alg?: string }) | undefined
@@ -305,8 +428,8 @@ export async function loadOrCreateDpopKey(persistence: DpopKeyPersistence, optio
   }
   const alg = options.alg ?? 'ES256'
   if (!DPOP_ALGS.includes(alg)) throw new BoundError('ERR_DPOP_ALG_UNSUPPORTED', `unsupported alg ${JSON.stringify(alg)}`)
-  const pair = (await webcrypto.subtle.generateKey(keyGenParams(alg, options.modulusLength ?? 2048), true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair
-  const jwk = KeyObject.from(pair.privateKey).export({ format: 'jwk' })
+  const { privateKey } = generateKeyPairSync(...nodeKeyGenArgs(alg, options.modulusLength ?? 2048))
+  const jwk = privateKey.export({ format: 'jwk' })
   const key = await importDpopKey(jwk, { alg })
   await persistence.save({ ...jwk, alg })
   return key

@@ -1,11 +1,25 @@
 import { createLru } from '@bound/core'
 
-/** What happened to a response's `DPoP-Nonce`. */
+/**
+ * What happened to a response's `DPoP-Nonce`.
+ *
+ * @example
+ * ```ts
+ * const seen: NonceObservation = dpop.observe(url, response.headers)
+ * if (seen === 'invalid') console.warn('the server sent a malformed DPoP-Nonce')
+ * ```
+ */
 export type NonceObservation = 'none' | 'stored' | 'unchanged' | 'invalid'
 
 /**
  * DPoP nonces per origin (RFC 9449 §8, §9): an AS nonce never goes to an RS and one RS's nonce
  * never goes to another. Bounded (least recently used origins are forgotten).
+ *
+ * @example
+ * ```ts
+ * const nonces: NonceStore = session.dpop!.nonces
+ * nonces.get('https://api.example.com') // the last nonce that origin sent
+ * ```
  */
 export interface NonceStore {
   /** The last nonce `origin` supplied, if any. */
@@ -14,12 +28,23 @@ export interface NonceStore {
   set(origin: string, nonce: string): NonceObservation
   /** Harvests `DPoP-Nonce` from any response headers (200s included). */
   observe(origin: string, headers: { get(name: string): string | null }): NonceObservation
+  /** Forgets `origin`'s nonce. */
   delete(origin: string): void
+  /** Forgets every nonce. */
   clear(): void
+  /** Origins with a nonce. */
   readonly size: number
 }
 
-/** `1*NQCHAR`, NQCHAR = %x21 / %x23-5B / %x5D-7E (RFC 9449 §8.1), capped at 2,048 characters. */
+/**
+ * `1*NQCHAR`, NQCHAR = %x21 / %x23-5B / %x5D-7E (RFC 9449 §8.1), capped at 2,048 characters.
+ *
+ * @example
+ * ```ts
+ * isValidNonce('eyJ7S_zG.eyJH0-Z.HX4w-7v') // true
+ * isValidNonce('n1, n2')                   // false: two DPoP-Nonce fields joined
+ * ```
+ */
 export function isValidNonce(value: string): boolean {
   if (value.length === 0 || value.length > 2048) return false
   for (let i = 0; i < value.length; i++) {

@@ -1,7 +1,15 @@
 import { createHash, randomFillSync } from 'node:crypto'
 import type { DpopKey } from './keys.js'
 
-/** What a proof is about. */
+/**
+ * What a proof is about.
+ *
+ * @example
+ * ```ts
+ * const input: ProofInput = { htm: 'GET', htu: normalizeHtu(url), iat: Math.floor(Date.now() / 1000), ath: accessTokenHash(token) }
+ * const proof = await createProofBuilder(key).build(input)
+ * ```
+ */
 export interface ProofInput {
   /** HTTP method of this request, as sent. */
   htm: string
@@ -17,14 +25,30 @@ export interface ProofInput {
   jti?: string
 }
 
-/** Builds compact DPoP proofs for one key, caching everything that does not change per proof. */
+/**
+ * Builds compact DPoP proofs for one key, caching everything that does not change per proof.
+ *
+ * @example
+ * ```ts
+ * const builder: ProofBuilder = createProofBuilder(await generateDpopKey())
+ * const proof = await builder.build({ htm: 'POST', htu: 'https://as.example.com/token', iat: Math.floor(Date.now() / 1000) })
+ * ```
+ */
 export interface ProofBuilder {
+  /** The key proofs are signed with. */
   readonly key: DpopKey
   /** A fresh proof. Synchronous signers give a string; asynchronous ones a promise. */
   build(input: ProofInput): string | Promise<string>
 }
 
-/** base64url(SHA-256(token)): the `ath` claim (RFC 9449 §4.2). */
+/**
+ * base64url(SHA-256(token)): the `ath` claim (RFC 9449 §4.2).
+ *
+ * @example
+ * ```ts
+ * accessTokenHash('Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU') // 'fUHyO2r2Z3DZ53EsNrWBb0xWXoaNy59IiKCAqksmQEo'
+ * ```
+ */
 export function accessTokenHash(accessToken: string): string {
   return createHash('sha256').update(accessToken).digest('base64url')
 }

@@ -1,18 +1,34 @@
 import { Readable } from 'node:stream'
-import { BoundError } from '@bound/core'
+import { BoundError, isLoopbackHost } from '@bound/core'
 import type { BoundToken } from '@bound/oauth'
 import { attachChallenges } from './challenges.js'
 import { createChallengeEngine, type BoundOptions } from './engine.js'
 import { toExchange } from './exchange.js'
 import { prepareRequest, type PreparedRequest } from './request.js'
 
-/** Options of {@link createBoundFetch}. */
+/**
+ * Options of {@link createBoundFetch}.
+ *
+ * @example
+ * ```ts
+ * const options: BoundFetchOptions = { session, origins: ['https://api.example.com'], maxRedirects: 3 }
+ * const fetch = createBoundFetch(options)
+ * ```
+ */
 export interface BoundFetchOptions extends BoundOptions {
   /** Redirect hops Bound follows at most. Default 10. */
   maxRedirects?: number
 }
 
-/** The `fetch` type Bound returns: the global one. */
+/**
+ * The `fetch` type Bound returns: the global one.
+ *
+ * @example
+ * ```ts
+ * const fetch: BoundFetch = createBoundFetch({ session, origins })
+ * new StreamableHTTPClientTransport(new URL('https://mcp.example.com/mcp'), { fetch })
+ * ```
+ */
 export type BoundFetch = typeof globalThis.fetch
 
 /** The request body in the form undici's dispatcher takes (web streams become Node streams). */
@@ -91,6 +107,11 @@ export function createBoundFetch(options: BoundFetchOptions): BoundFetch {
       } catch (err) {
         await discard()
         throw new BoundError('ERR_INVALID_INPUT', 'fetch: the redirect Location is not a URL', { cause: err })
+      }
+      if (next.protocol === 'http:' && url.protocol === 'https:' && !isLoopbackHost(next.hostname)) {
+        // a downgrade from TLS to plain HTTP on the network: never followed
+        await discard()
+        throw new BoundError('ERR_INSECURE_TRANSPORT', `fetch: refusing a redirect from https to plain http (${next.origin})`)
       }
       if (next.protocol !== 'https:' && next.protocol !== 'http:') {
         await discard()

@@ -1,6 +1,14 @@
 import { classifyChallenge, parseChallenges, type BoundError, type ClassifiedChallenge } from '@bound/core'
 
-/** A challenge of a response Bound returned, with the typed error Bound attached when it gave up on it. */
+/**
+ * A challenge of a response Bound returned, with the typed error Bound attached when it gave up on it.
+ *
+ * @example
+ * ```ts
+ * const refusal: ResponseChallenge | undefined = getChallenges(res).find((c) => c.boundError)
+ * if (refusal?.boundError?.code === 'ERR_SESSION_REVOKED') alert(refusal.errorDescription)
+ * ```
+ */
 export interface ResponseChallenge extends ClassifiedChallenge {
   /**
    * Why Bound returned the response instead of answering the challenge: `ERR_STEP_UP_REQUIRED`
@@ -52,6 +60,12 @@ export function challengeFor(challenges: ResponseChallenge[], scheme: 'dpop' | '
 /**
  * Merges a claims challenge with the client's capabilities (Microsoft CAE, T-12):
  * `access_token.xms_cc = { values: capabilities }` added to the requested claims.
+ *
+ * @example
+ * ```ts
+ * mergeClaims({ access_token: { acrs: { essential: true, value: 'c1' } } }, ['cp1'])
+ * // { access_token: { acrs: { essential: true, value: 'c1' }, xms_cc: { values: ['cp1'] } } }
+ * ```
  */
 export function mergeClaims(claims: Record<string, unknown>, capabilities: readonly string[] | undefined): Record<string, unknown> {
   if (!capabilities || capabilities.length === 0) return claims

@@ -4,7 +4,16 @@ import { fetchProtectedResourceMetadata, type BoundToken, type Session, type Tok
 import { challengeFor, mergeClaims, readChallenges, type ResponseChallenge } from './challenges.js'
 import type { HeadersView } from './exchange.js'
 
-/** The options shared by the bound fetch and the undici interceptor: where credentials go and how challenges are answered. */
+/**
+ * The options shared by the bound fetch and the undici interceptor: where credentials go and how challenges are answered.
+ *
+ * @example
+ * ```ts
+ * const options: BoundOptions = { session, origins: ['https://api.example.com'], otherOrigins: 'error', onStepUp: askHuman }
+ * const fetch = createBoundFetch(options)
+ * const interceptor = boundInterceptor(options)
+ * ```
+ */
 export interface BoundOptions {
   /** The session whose tokens and binding requests carry. */
   session: Session
@@ -37,7 +46,15 @@ export interface BoundOptions {
   resourceMetadata?: { allowedOrigins?: readonly string[]; match?: 'exact' | 'prefix' }
 }
 
-/** A step-up challenge handed to `onStepUp`. */
+/**
+ * A step-up challenge handed to `onStepUp`.
+ *
+ * @example
+ * ```ts
+ * const onStepUp = async ({ url, acrValues, maxAge }: StepUpChallenge) =>
+ *   (await askHuman(`${url} needs ${acrValues?.join(' ')} (max_age ${maxAge ?? '—'})`)) ? { acr_values: acrValues!.join(' ') } : false
+ * ```
+ */
 export interface StepUpChallenge {
   /** The URL whose request was challenged. */
   url: string
@@ -49,10 +66,29 @@ export interface StepUpChallenge {
   challenge: ResponseChallenge
 }
 
-/** What `onStepUp` returns: token-request parameters, a token set, or `false` to decline. */
+/**
+ * What `onStepUp` returns: token-request parameters, a token set, or `false` to decline.
+ *
+ * @example
+ * ```ts
+ * const approved: StepUpResult = { acr_values: 'urn:example:mfa' }
+ * const obtained: StepUpResult = { access_token, token_type: 'DPoP', expires_in: 300 } // bound to the session's key
+ * const declined: StepUpResult = false
+ * ```
+ */
 export type StepUpResult = false | Record<string, string | number> | { access_token: string; token_type: string; expires_in?: number; scope?: string }
 
-/** What the engine needs of one HTTP exchange. */
+/**
+ * What the engine needs of one HTTP exchange.
+ *
+ * @example
+ * ```ts
+ * const { res } = await engine.run(url, { method: 'GET', replayable: true, signal: undefined }, async (token): Promise<EngineExchange> => {
+ *   const data = await send(token)
+ *   return { status: data.statusCode, headers: { get: (n) => (data.headers[n] as string | undefined) ?? null }, discard: () => data.body.dump() }
+ * })
+ * ```
+ */
 export interface EngineExchange {
   readonly status: number
   readonly headers: HeadersView
@@ -63,6 +99,12 @@ export interface EngineExchange {
 /**
  * The one decision engine behind the bound fetch and the undici interceptor: which origins get
  * credentials, and how each challenge is answered (each at most once per request).
+ *
+ * @example
+ * ```ts
+ * const engine: ChallengeEngine = createChallengeEngine({ session, origins: ['https://api.example.com'] })
+ * engine.isCredentialOrigin('https://api.example.com') // true
+ * ```
  */
 export interface ChallengeEngine {
   readonly session: Session
@@ -82,7 +124,17 @@ export interface ChallengeEngine {
 /** A challenge Bound answers, each at most once per request. */
 type Reaction = 'nonce' | 'token' | 'clock' | 'metadata' | 'step-up' | 'claims' | 'scope'
 
-/** Creates the {@link ChallengeEngine} for `options`. */
+/**
+ * Creates the {@link ChallengeEngine} for `options` (what {@link createBoundFetch} and
+ * {@link boundInterceptor} are built on). Throws `ERR_INVALID_CONFIG` without a session or
+ * origins, and `ERR_INSECURE_TRANSPORT` for a plain-http origin that is not loopback.
+ *
+ * @example
+ * ```ts
+ * const engine = createChallengeEngine({ session, origins: ['https://api.example.com'] })
+ * const { authorization, dpop } = await engine.credentials(await session.token(), 'GET', new URL('https://api.example.com/orders'))
+ * ```
+ */
 export function createChallengeEngine(options: BoundOptions): ChallengeEngine {
   const { session } = options
   if (!session || typeof session.token !== 'function') throw new BoundError('ERR_INVALID_CONFIG', 'session must come from createSession()')

@@ -3,7 +3,16 @@ import { Readable, Transform } from 'node:stream'
 import { createBrotliDecompress, createGunzip, createInflate, createInflateRaw } from 'node:zlib'
 import type { Dispatcher } from 'undici'
 
-/** A `get(name)` view over undici's raw response headers (lower-cased names, arrays for repeats). */
+/**
+ * A `get(name)` view over undici's raw response headers (lower-cased names, repeated fields joined
+ * with `, `).
+ *
+ * @example
+ * ```ts
+ * const headers: HeadersView = { get: (name) => rawHeaders[name.toLowerCase()] ?? null }
+ * headers.get('WWW-Authenticate')
+ * ```
+ */
 export interface HeadersView {
   get(name: string): string | null
 }

@@ -1,8 +1,17 @@
+/**
+ * `@bound/fetch`: a drop-in `fetch` (and an undici interceptor) that sends every request to the
+ * configured origins with a DPoP- or certificate-bound token, and answers the servers' challenges.
+ * Re-exports what an application needs from `@bound/oauth`, `@bound/dpop` and `@bound/core`.
+ *
+ * @packageDocumentation
+ * @module @bound/fetch
+ */
 export { createBoundFetch } from './bound-fetch.js'
 export type { BoundFetch, BoundFetchOptions } from './bound-fetch.js'
 export { createChallengeEngine } from './engine.js'
 export { boundInterceptor } from './interceptor.js'
 export type { BoundOptions, ChallengeEngine, EngineExchange, StepUpChallenge, StepUpResult } from './engine.js'
+export type { HeadersView } from './exchange.js'
 export { getChallenges, mergeClaims } from './challenges.js'
 export type { ResponseChallenge } from './challenges.js'
 export { BoundError, isBoundError } from '@bound/core'

@@ -2,8 +2,20 @@ import { randomBytes } from 'node:crypto'
 import { BoundError } from '@bound/core'
 import { importDpopKey, type DpopAlg, type DpopKeyInput, type DpopSigner } from '@bound/dpop'
 
-/** What a client authentication method may add to a token-endpoint request. */
+/**
+ * What a client authentication method may add to a token-endpoint request.
+ *
+ * @example
+ * ```ts
+ * const headerAuth: ClientAuth = {
+ *   method: 'client_secret_basic',
+ *   usesTlsClientCertificate: false,
+ *   apply: (ctx: ClientAuthContext) => void (ctx.headers.authorization = `Basic ${credentials}`),
+ * }
+ * ```
+ */
 export interface ClientAuthContext {
+  /** The client id of the session. */
   clientId: string
   /** The AS issuer identifier (the `aud` of `private_key_jwt` assertions). */
   issuer: string | undefined
@@ -20,16 +32,30 @@ export interface ClientAuthContext {
 /**
  * How the client proves itself at the token endpoint. Called afresh for every request, including
  * nonce retries, so single-use credentials (assertions) are minted each time.
+ *
+ * @example
+ * ```ts
+ * const clientAuth: ClientAuth = privateKeyJwt(process.env.CLIENT_KEY_PEM!, { kid: 'k1' })
+ * createSession({ …, clientAuth })
+ * ```
  */
 export interface ClientAuth {
   /** The RFC 8414 method name, e.g. `client_secret_basic`. */
   readonly method: string
   /** True when the method authenticates with the TLS client certificate. */
   readonly usesTlsClientCertificate: boolean
+  /** Adds the method's parameters and headers to one token, revocation or introspection request. */
   apply(context: ClientAuthContext): void | Promise<void>
 }
 
-/** RFC 6749 Appendix B: application/x-www-form-urlencoded, space as `+`. */
+/**
+ * RFC 6749 Appendix B: application/x-www-form-urlencoded, space as `+`.
+ *
+ * @example
+ * ```ts
+ * formUrlEncode('s3cr3t: +/~') // 's3cr3t%3A+%2B%2F%7E'
+ * ```
+ */
 export function formUrlEncode(value: string): string {
   return encodeURIComponent(value).replace(/%20/g, '+').replace(/[!'()*~]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)
 }
@@ -103,7 +129,7 @@ export function noClientAuth(): ClientAuth {
  *
  * @example
  * ```ts
- * createSession({ …, clientAuth: tlsClientAuth(), mtls: await loadClientCertificate({ certFile, keyFile }) })
+ * createSession({ …, clientAuth: tlsClientAuth(), clientCertificate: await loadClientCertificate({ certFile, keyFile }) })
  * ```
  */
 export function tlsClientAuth(): ClientAuth {
@@ -115,14 +141,21 @@ export function tlsClientAuth(): ClientAuth {
  *
  * @example
  * ```ts
- * createSession({ …, clientAuth: selfSignedTlsClientAuth(), mtls: selfSignedCertificate })
+ * createSession({ …, clientAuth: selfSignedTlsClientAuth(), clientCertificate: { cert: selfSignedCertPem, key: keyPem } })
  * ```
  */
 export function selfSignedTlsClientAuth(): ClientAuth {
   return { method: 'self_signed_tls_client_auth', usesTlsClientCertificate: true, apply: (ctx) => void ctx.body.set('client_id', ctx.clientId) }
 }
 
-/** Options of {@link privateKeyJwt}. */
+/**
+ * Options of {@link privateKeyJwt}.
+ *
+ * @example
+ * ```ts
+ * privateKeyJwt(pem, { alg: 'ES256', kid: 'k1', lifetime: 30, audience: 'token_endpoint', typ: 'JWT' }) // a legacy AS
+ * ```
+ */
 export interface PrivateKeyJwtOptions {
   /** JWS alg; default from the key type (P-256 → ES256, RSA → RS256, Ed25519 → EdDSA…). */
   alg?: DpopAlg

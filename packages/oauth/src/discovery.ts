@@ -3,8 +3,17 @@ import { BoundError, assertSecureUrl } from '@bound/core'
 import type { TransportFetch } from '@bound/mtls'
 import { networkError, readJsonObject } from './http.js'
 
-/** RFC 8414 metadata, with the members Bound uses typed and the rest kept. */
+/**
+ * RFC 8414 metadata, with the members Bound uses typed and the rest kept.
+ *
+ * @example
+ * ```ts
+ * const metadata: AuthorizationServerMetadata | undefined = await session.metadata()
+ * metadata?.dpop_signing_alg_values_supported // e.g. ['ES256', 'EdDSA']
+ * ```
+ */
 export interface AuthorizationServerMetadata {
+  /** The issuer identifier; identical to the one discovery was asked for. */
   issuer: string
   token_endpoint?: string
   revocation_endpoint?: string
@@ -40,6 +49,14 @@ const metadataSchema = z
  * The discovery URLs for `issuer`, in the order tried (RFC 8414 §3.1, then OpenID Connect):
  * `/.well-known/oauth-authorization-server` inserted before the path, then
  * `/.well-known/openid-configuration` inserted, then appended.
+ *
+ * @example
+ * ```ts
+ * discoveryUrls('https://as.example.com/tenant1')
+ * // ['https://as.example.com/.well-known/oauth-authorization-server/tenant1',
+ * //  'https://as.example.com/.well-known/openid-configuration/tenant1',
+ * //  'https://as.example.com/tenant1/.well-known/openid-configuration']
+ * ```
  */
 export function discoveryUrls(issuer: string): string[] {
   const u = new URL(issuer)
@@ -49,9 +66,18 @@ export function discoveryUrls(issuer: string): string[] {
   return urls
 }
 
-/** Options of {@link discoverAuthorizationServer}. */
+/**
+ * Options of {@link discoverAuthorizationServer}.
+ *
+ * @example
+ * ```ts
+ * const options: DiscoveryOptions = { fetch: createTransport({ ca }).fetch, signal: AbortSignal.timeout(5_000) }
+ * ```
+ */
 export interface DiscoveryOptions {
+  /** The fetch to use, e.g. a transport's. */
   fetch: TransportFetch
+  /** Aborts the discovery. */
   signal?: AbortSignal
   /** Largest metadata document accepted, in bytes. Default 256 KiB. */
   maxBytes?: number

@@ -1,7 +1,20 @@
 import { BoundError } from '@bound/core'
 import { toTokenSource, type TokenSource } from './subject-token.js'
 
-/** What a grant contributes to a token request. */
+/**
+ * What a grant contributes to a token request.
+ *
+ * @example
+ * ```ts
+ * const custom: Grant = {
+ *   type: 'urn:example:grant', resource: undefined, scope: undefined, retryable: true,
+ *   params(body: URLSearchParams, ctx: GrantContext) {
+ *     body.set('grant_type', 'urn:example:grant')
+ *     if (ctx.scope) body.set('scope', ctx.scope)
+ *   },
+ * }
+ * ```
+ */
 export interface GrantContext {
   /** The resource (RFC 8707) the token is for, if any. */
   resource: string | undefined
@@ -13,7 +26,16 @@ export interface GrantContext {
   now: number
 }
 
-/** How a token is earned at the AS. */
+/**
+ * How a token is earned at the AS. Made by {@link clientCredentials}, {@link tokenExchange},
+ * {@link jwtBearer} and {@link refreshToken}.
+ *
+ * @example
+ * ```ts
+ * const grant: Grant = clientCredentials({ resource: 'https://api.example.com', scope: 'orders:read' })
+ * createSession({ …, grant })
+ * ```
+ */
 export interface Grant {
   /** The `grant_type`. */
   readonly type: string
@@ -32,7 +54,15 @@ export interface Grant {
   refused?(error: Error): void
 }
 
-/** Options shared by grants. */
+/**
+ * Options shared by grants.
+ *
+ * @example
+ * ```ts
+ * const options: GrantOptions = { resource: 'https://api.example.com', scope: 'orders:read orders:write' }
+ * clientCredentials(options)
+ * ```
+ */
 export interface GrantOptions {
   /** The resource indicator (RFC 8707) — usually the API's base URL, sent verbatim. */
   resource?: string
@@ -80,7 +110,14 @@ export function clientCredentials(options: GrantOptions = {}): Grant {
   }
 }
 
-/** Options of {@link refreshToken}. */
+/**
+ * Options of {@link refreshToken}.
+ *
+ * @example
+ * ```ts
+ * refreshToken({ refreshToken: await store.get('rt'), resource: 'https://api.example.com' })
+ * ```
+ */
 export interface RefreshTokenGrantOptions extends GrantOptions {
   /** The refresh token the session starts with (e.g. from a user's sign-in). */
   refreshToken: string
@@ -127,7 +164,14 @@ export function refreshWith(token: string, base: { resource: string | undefined;
   }
 }
 
-/** The RFC 8693 token type identifiers Bound names. */
+/**
+ * The RFC 8693 token type identifiers Bound names.
+ *
+ * @example
+ * ```ts
+ * tokenExchange({ subjectToken: fromFile(idTokenPath), subjectTokenType: TOKEN_TYPES.idToken, resource })
+ * ```
+ */
 export const TOKEN_TYPES = Object.freeze({
   jwt: 'urn:ietf:params:oauth:token-type:jwt',
   idToken: 'urn:ietf:params:oauth:token-type:id_token',
@@ -135,7 +179,14 @@ export const TOKEN_TYPES = Object.freeze({
   refreshToken: 'urn:ietf:params:oauth:token-type:refresh_token',
 })
 
-/** Options of {@link tokenExchange}. */
+/**
+ * Options of {@link tokenExchange}.
+ *
+ * @example
+ * ```ts
+ * tokenExchange({ subjectToken: fromEnv('CI_JOB_JWT'), actorToken: fromFile('/run/agent-token'), audience: 'deploy-api', scope: 'deploy' })
+ * ```
+ */
 export interface TokenExchangeOptions extends GrantOptions {
   /** The subject token: a string, `fromFile(path)`, `fromEnv(name)` or a callback; read on every exchange. */
   subjectToken: string | TokenSource
@@ -184,7 +235,14 @@ export function tokenExchange(options: TokenExchangeOptions): Grant {
   }
 }
 
-/** Options of {@link jwtBearer}. */
+/**
+ * Options of {@link jwtBearer}.
+ *
+ * @example
+ * ```ts
+ * jwtBearer({ assertion: fromFile('/var/run/secrets/tokens/federated'), resource: 'https://api.example.com' })
+ * ```
+ */
 export interface JwtBearerOptions extends GrantOptions {
   /** The assertion JWT: a string, `fromFile(path)`, `fromEnv(name)` or a callback; read on every request. */
   assertion: string | TokenSource

@@ -1,3 +1,11 @@
+/**
+ * `@bound/oauth`: discovery (RFC 8414, RFC 9728), client authentication, grants, the token
+ * endpoint client, the token manager, and the session that earns, caches, refreshes and revokes
+ * bound tokens.
+ *
+ * @packageDocumentation
+ * @module @bound/oauth
+ */
 export { createSession } from './session.js'
 export type { Session, SessionOptions, SessionEvents, TokenRequest } from './session.js'
 export { clientCredentials, refreshToken, tokenExchange, jwtBearer, TOKEN_TYPES } from './grants.js'

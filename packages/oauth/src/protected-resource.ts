@@ -3,8 +3,17 @@ import { BoundError, assertSecureUrl, isLoopbackHost } from '@bound/core'
 import type { TransportFetch } from '@bound/mtls'
 import { networkError, readJsonObject } from './http.js'
 
-/** RFC 9728 protected resource metadata, with the members Bound uses typed and the rest kept. */
+/**
+ * RFC 9728 protected resource metadata, with the members Bound uses typed and the rest kept.
+ *
+ * @example
+ * ```ts
+ * const prm: ProtectedResourceMetadata = await fetchProtectedResourceMetadata('https://mcp.example.com/mcp', undefined, { fetch })
+ * session.useResourceMetadata(prm)
+ * ```
+ */
 export interface ProtectedResourceMetadata {
+  /** The resource identifier; checked against the URL the metadata was fetched for. */
   resource: string
   authorization_servers?: string[]
   scopes_supported?: string[]
@@ -31,6 +40,13 @@ const schema = z
 /**
  * The RFC 9728 §3.1 metadata URLs for a resource, in the order to try: the path form, then the
  * root (as MCP clients do, T-8a).
+ *
+ * @example
+ * ```ts
+ * protectedResourceMetadataUrls('https://mcp.example.com/mcp')
+ * // ['https://mcp.example.com/.well-known/oauth-protected-resource/mcp',
+ * //  'https://mcp.example.com/.well-known/oauth-protected-resource']
+ * ```
  */
 export function protectedResourceMetadataUrls(resource: string | URL): string[] {
   const u = new URL(String(resource))
@@ -40,9 +56,18 @@ export function protectedResourceMetadataUrls(resource: string | URL): string[] 
   return urls
 }
 
-/** Options of {@link fetchProtectedResourceMetadata}. */
+/**
+ * Options of {@link fetchProtectedResourceMetadata}.
+ *
+ * @example
+ * ```ts
+ * const options: ProtectedResourceDiscoveryOptions = { fetch, allowedOrigins: ['https://meta.example.com'], match: 'prefix' }
+ * ```
+ */
 export interface ProtectedResourceDiscoveryOptions {
+  /** The fetch to use, e.g. a transport's. */
   fetch: TransportFetch
+  /** Aborts the discovery. */
   signal?: AbortSignal
   /**
    * Origins besides the resource's own from which metadata may be fetched when a server points

@@ -3,20 +3,40 @@ import type { TransportFetch } from '@bound/mtls'
 import type { ClientAuth } from './client-auth.js'
 import { networkError } from './http.js'
 
-/** What {@link revokeToken} needs. */
+/**
+ * What {@link revokeToken} needs.
+ *
+ * @example
+ * ```ts
+ * const ctx: RevocationContext = { endpoint: 'https://as.example.com/revoke', issuer: 'https://as.example.com', clientId, clientAuth, fetch: transport.fetch, clock: systemClock }
+ * ```
+ */
 export interface RevocationContext {
+  /** The revocation endpoint URL. */
   endpoint: string
+  /** The AS issuer identifier (the `aud` of `private_key_jwt` assertions). */
   issuer: string | undefined
+  /** The client id. */
   clientId: string
+  /** How the client authenticates. */
   clientAuth: ClientAuth
+  /** The fetch to use. */
   fetch: TransportFetch
+  /** The clock client assertions read. */
   clock: Clock
+  /** Aborts the request (there is no timeout otherwise). */
   signal?: AbortSignal | undefined
 }
 
 /**
  * RFC 7009 token revocation. Resolves when the AS answered 200 (which it also does for a token it
- * does not know); throws `ERR_TOKEN_ENDPOINT`-style errors otherwise. The token is never echoed.
+ * does not know); throws `ERR_TOKEN_ENDPOINT` on any other status and `ERR_NETWORK` when the
+ * endpoint cannot be reached. The token is never echoed.
+ *
+ * @example
+ * ```ts
+ * await revokeToken(ctx, refreshTokenValue, 'refresh_token')
+ * ```
  */
 export async function revokeToken(ctx: RevocationContext, token: string, hint: 'access_token' | 'refresh_token'): Promise<void> {
   const body = new URLSearchParams({ token, token_type_hint: hint })

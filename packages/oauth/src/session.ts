@@ -12,7 +12,23 @@ import { parseTokenResponse, requestTokenFromEndpoint, type TokenEndpointResult 
 import { createTokenManager, waitFor, type BackoffOptions, type RefreshOptions } from './token-manager.js'
 import { createBoundToken, type BoundToken } from './token.js'
 
-/** Options of {@link createSession}. */
+/**
+ * Options of {@link createSession}.
+ *
+ * @example
+ * ```ts
+ * const options: SessionOptions = {
+ *   issuer: 'https://as.example.com',
+ *   clientId: 'orders-worker',
+ *   clientAuth: clientSecretBasic(process.env.CLIENT_SECRET!),
+ *   grant: clientCredentials({ resource: 'https://api.example.com' }),
+ *   dpop: await generateDpopKey(),
+ *   refresh: { ahead: 0.3 },
+ *   tokenRequestTimeout: 5,
+ * }
+ * const session = createSession(options)
+ * ```
+ */
 export interface SessionOptions {
   /**
    * The AS issuer identifier; metadata is discovered from it (RFC 8414). Without it (and without
@@ -64,7 +80,14 @@ export interface SessionOptions {
   telemetry?: TelemetryOptions
 }
 
-/** Parameters of one token need. */
+/**
+ * Parameters of one token need.
+ *
+ * @example
+ * ```ts
+ * const token = await session.token({ scope: 'orders:write', signal: AbortSignal.timeout(5_000) })
+ * ```
+ */
 export interface TokenRequest {
   /** Resource indicator; default the grant's. */
   resource?: string | undefined
@@ -72,10 +95,19 @@ export interface TokenRequest {
   scope?: string | undefined
   /** Extra token-request parameters (`acr_values`, `claims`, …); part of the cache key. */
   extra?: Record<string, string> | undefined
+  /** Stops waiting (the shared token request goes on for other callers). */
   signal?: AbortSignal | undefined
 }
 
-/** Events a session emits. Tokens appear only as redacted labels. */
+/**
+ * Events a session emits. Tokens appear only as redacted labels.
+ *
+ * @example
+ * ```ts
+ * session.events.on('token.acquired', (e: SessionEvents['token.acquired']) => log.info({ label: e.label, grant: e.grant }, 'token'))
+ * session.events.on('token.backoff', (e) => log.warn({ until: new Date(e.until), code: e.code }, 'backing off'))
+ * ```
+ */
 export interface SessionEvents {
   /** `reason`: `refresh` for a background refresh ahead of expiry (nobody waited), `demand` when a caller needed it. */
   'token.acquired': { label: string; cacheKey: string; type: 'DPoP' | 'Bearer'; grant: string; expiresAt: number; attempts: number; waitMs: number; reason: 'demand' | 'refresh' }
@@ -96,14 +128,26 @@ export interface SessionEvents {
   'step_up': { origin: string; acrValues: string | undefined; outcome: 'approved' | 'reused' | 'declined' }
 }
 
-/** A bound session: grant + client auth + binding + token manager. */
+/**
+ * A bound session: grant + client auth + binding + token manager. Made by {@link createSession}.
+ *
+ * @example
+ * ```ts
+ * const session: Session = createSession({ … })
+ * const token = await session.token()
+ * await session.close({ revoke: true })
+ * ```
+ */
 export interface Session {
+  /** The OAuth client id. */
   readonly clientId: string
+  /** The AS issuer: the configured one, or the one learned from a protected resource (RFC 9728). */
   readonly issuer: string | undefined
   /** DPoP state, when the session is DPoP-bound. */
   readonly dpop: Dpop | undefined
   /** The HTTP transport (AS and APIs). */
   readonly transport: Transport
+  /** Token, nonce, challenge and rotation events (see {@link SessionEvents}). */
   readonly events: Emitter<SessionEvents>
   /** The default resource indicator: the grant's, or the one learned from the protected resource's metadata. */
   readonly resource: string | undefined
@@ -140,6 +184,7 @@ export interface Session {
    * and every access token held. Closes the transport it created. Idempotent.
    */
   close(options?: { revoke?: boolean; signal?: AbortSignal }): Promise<void>
+  /** `close()` without revocation, for `await using`. */
   [Symbol.asyncDispose](): Promise<void>
 }
 

@@ -4,6 +4,12 @@ import { BoundError } from '@bound/core'
 /**
  * Where a subject token or assertion comes from. Read afresh for every token request, so a file
  * rotated on disk (Kubernetes projected service-account tokens) or a refreshed variable is picked up.
+ *
+ * @example
+ * ```ts
+ * const fromVault: TokenSource = async () => (await vault.read('identity/oidc/token/ci')).data.token
+ * tokenExchange({ subjectToken: fromVault, resource })
+ * ```
  */
 export type TokenSource = () => string | Promise<string>
 

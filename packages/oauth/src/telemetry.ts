@@ -4,15 +4,33 @@ import type { Session, SessionEvents } from './session.js'
 /**
  * A pino-compatible logger (`logger.info(fields, message)`); any subset of the levels. Bound is
  * silent without one. Fields never carry tokens, proofs, secrets or keys — only redacted labels.
+ *
+ * @example
+ * ```ts
+ * const logger: Logger = { warn: (fields, message) => console.warn(message, fields) } // warnings only
+ * createSession({ …, telemetry: { logger } })
+ * ```
  */
 export interface Logger {
+  /** Debug lines (nonce challenges, token waits, challenges handled). */
   debug?(fields: object, message: string): void
+  /** Info lines (tokens acquired, invalidated, revoked; rotations; step-ups). */
   info?(fields: object, message: string): void
+  /** Warnings (failed token requests and refreshes, back-off). */
   warn?(fields: object, message: string): void
+  /** Errors. */
   error?(fields: object, message: string): void
 }
 
-/** Telemetry options of a session. */
+/**
+ * Telemetry options of a session.
+ *
+ * @example
+ * ```ts
+ * import pino from 'pino'
+ * createSession({ …, telemetry: { logger: pino(), openTelemetry: false } })
+ * ```
+ */
 export interface TelemetryOptions {
   /** Where log lines go. Default: nowhere. */
   logger?: Logger

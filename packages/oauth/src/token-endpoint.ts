@@ -6,14 +6,27 @@ import type { ClientAuth } from './client-auth.js'
 import type { Grant } from './grants.js'
 import { networkError, readCappedText } from './http.js'
 
-/** The parsed, validated token endpoint response (RFC 6749 §5.1). */
+/**
+ * The parsed, validated token endpoint response (RFC 6749 §5.1).
+ *
+ * @example
+ * ```ts
+ * const { response }: { response: TokenResponse } = await requestTokenFromEndpoint(ctx)
+ * response.expires_in // seconds, when the AS said
+ * ```
+ */
 export interface TokenResponse {
+  /** The access token (a b64token, at most 65,536 characters). */
   access_token: string
   /** As sent by the AS (compare case-insensitively). */
   token_type: string
+  /** Lifetime in seconds, when the AS sent it. */
   expires_in?: number
+  /** The granted scope, when the AS sent it. */
   scope?: string
+  /** A refresh token, when the AS issued one. */
   refresh_token?: string
+  /** RFC 8693: the type of the issued token. */
   issued_token_type?: string
 }
 
@@ -23,14 +36,25 @@ const tokenResponseSchema = z.object({
   token_type: z.string().min(1).max(64),
   expires_in: z
     .union([z.number(), z.string().regex(/^\d{1,10}$/).transform(Number)])
-    .pipe(z.number().int().nonnegative().max(10 * 365 * 24 * 3600))
+    .pipe(z.number().int().positive().max(10 * 365 * 24 * 3600)) // 0 would be expired on arrival
     .optional(),
   scope: z.string().max(8192).optional(),
   refresh_token: z.string().min(1).max(65_536).optional(),
   issued_token_type: z.string().max(256).optional(),
 })
 
-/** Everything one token request needs. */
+/**
+ * Everything one token request needs.
+ *
+ * @example
+ * ```ts
+ * const ctx: TokenRequestContext = {
+ *   endpoint: 'https://as.example.com/token', issuer: 'https://as.example.com', clientId: 'orders-worker',
+ *   clientAuth: clientSecretBasic(secret), grant: clientCredentials(), resource: 'https://api.example.com', scope: undefined,
+ *   extra: {}, dpop: createDpop({ key: await generateDpopKey() }), fetch: createTransport().fetch, clock: systemClock,
+ * }
+ * ```
+ */
 export interface TokenRequestContext {
   endpoint: string
   issuer: string | undefined
@@ -54,8 +78,16 @@ export interface TokenRequestContext {
   onResponse?: (info: { status: number; nonceRetry: boolean }) => void
 }
 
-/** What one token request produced. */
+/**
+ * What one token request produced.
+ *
+ * @example
+ * ```ts
+ * const { response, type, attempts, jkt }: TokenEndpointResult = await requestTokenFromEndpoint(ctx)
+ * ```
+ */
 export interface TokenEndpointResult {
+  /** The validated response. */
   response: TokenResponse
   /** 'DPoP' or 'Bearer', normalised. */
   type: 'DPoP' | 'Bearer'
@@ -70,6 +102,11 @@ export interface TokenEndpointResult {
  * attempt, a DPoP proof when the session has a key. An AS `use_dpop_nonce` challenge is answered
  * once (a new proof with the nonce and a new client assertion); a second one is returned as the
  * error it is. The response is parsed and its `token_type` checked against the binding.
+ *
+ * @example
+ * ```ts
+ * const { response, type } = await requestTokenFromEndpoint(ctx) // a session does this for you
+ * ```
  */
 export async function requestTokenFromEndpoint(ctx: TokenRequestContext): Promise<TokenEndpointResult> {
   const maxBytes = ctx.maxBytes ?? 1_048_576
@@ -179,7 +216,14 @@ function isErrorBody(json: unknown): json is { error: string; error_description?
   return typeof j.error === 'string' && (j.error_description === undefined || typeof j.error_description === 'string') && (j.error_uri === undefined || typeof j.error_uri === 'string')
 }
 
-/** `Retry-After` (RFC 9110 §10.2.3) in seconds: delay-seconds or an HTTP-date; undefined when absent or unreadable. */
+/**
+ * `Retry-After` (RFC 9110 §10.2.3) in seconds: delay-seconds or an HTTP-date; undefined when absent or unreadable.
+ *
+ * @example
+ * ```ts
+ * retryAfterSeconds(new Headers({ 'retry-after': '120' }), systemClock) // 120
+ * ```
+ */
 export function retryAfterSeconds(headers: { get(name: string): string | null }, clock: Clock): number | undefined {
   const value = headers.get('retry-after')?.trim()
   if (!value) return undefined

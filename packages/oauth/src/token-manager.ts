@@ -1,7 +1,14 @@
 import { BoundError, TokenEndpointError, createSingleFlight, type Clock } from '@bound/core'
 import type { BoundToken } from './token.js'
 
-/** When to refresh ahead of expiry. */
+/**
+ * When to refresh ahead of expiry.
+ *
+ * @example
+ * ```ts
+ * createSession({ …, refresh: { ahead: 0.5, minAheadSeconds: 30, jitter: 0.5 } }) // refresh at half the lifetime
+ * ```
+ */
 export interface RefreshOptions {
   /** Share of the lifetime left when a refresh starts. Default 0.25 (refresh at 75 % of the lifetime). */
   ahead?: number
@@ -22,7 +29,14 @@ export interface RefreshOptions {
   background?: boolean
 }
 
-/** Back-off after failed token requests (exponential, full jitter, `Retry-After` honoured). */
+/**
+ * Back-off after failed token requests (exponential, full jitter, `Retry-After` honoured).
+ *
+ * @example
+ * ```ts
+ * createSession({ …, backoff: { initialSeconds: 0.5, maxSeconds: 30, maxRetryAfterSeconds: 300 } })
+ * ```
+ */
 export interface BackoffOptions {
   /** First back-off ceiling, in seconds. Default 1. */
   initialSeconds?: number
@@ -32,17 +46,34 @@ export interface BackoffOptions {
   maxRetryAfterSeconds?: number
 }
 
-/** What the manager reports (tokens appear only as labels). */
+/**
+ * What the manager reports (tokens appear only as labels).
+ *
+ * @example
+ * ```ts
+ * createTokenManager({ …, onEvent: (e: TokenManagerEvent) => { if (e.type === 'backoff') console.warn(e.cacheKey, new Date(e.until)) } })
+ * ```
+ */
 export type TokenManagerEvent =
   | { type: 'refresh.scheduled'; cacheKey: string; at: number }
   | { type: 'refresh.started'; cacheKey: string; reason: 'schedule' | 'demand' | 'forced' }
   | { type: 'backoff'; cacheKey: string; failures: number; until: number; error: unknown }
   | { type: 'wait'; cacheKey: string; ms: number }
 
-/** Options of {@link createTokenManager}. */
+/**
+ * Options of {@link createTokenManager}.
+ *
+ * @example
+ * ```ts
+ * const options: TokenManagerOptions = { clock: systemClock, earn: async (cacheKey, generation) => createBoundToken({ … }), refresh: { ahead: 0.25 } }
+ * ```
+ */
 export interface TokenManagerOptions {
+  /** The clock lifetimes are measured with. */
   clock: Clock
+  /** Refresh-ahead schedule. */
   refresh?: RefreshOptions
+  /** Back-off after failures. */
   backoff?: BackoffOptions
   /** Whether a held token may still be served (e.g. its binding is still the session's). Default: always. */
   accept?(token: BoundToken): boolean
@@ -58,9 +89,18 @@ export interface TokenManagerOptions {
   timers?: Timers
 }
 
-/** The timer functions the manager uses. */
+/**
+ * The timer functions the manager uses.
+ *
+ * @example
+ * ```ts
+ * const timers: Timers = { setTimeout: (cb, ms) => setTimeout(cb, ms), clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout) }
+ * ```
+ */
 export interface Timers {
+  /** Schedules `callback` in `ms` milliseconds; returns a handle (unref'd when it has `unref`). */
   setTimeout(callback: () => void, ms: number): unknown
+  /** Cancels a handle from `setTimeout`. */
   clearTimeout(handle: unknown): void
 }
 
@@ -69,7 +109,16 @@ const globalTimers: Timers = {
   clearTimeout: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
 }
 
-/** Caches tokens per key, refreshes ahead of expiry, and runs one token request per key. */
+/**
+ * Caches tokens per key, refreshes ahead of expiry, and runs one token request per key.
+ *
+ * @example
+ * ```ts
+ * const manager: TokenManager = createTokenManager({ clock: systemClock, earn })
+ * const token = await manager.get('orders')
+ * manager.close()
+ * ```
+ */
 export interface TokenManager {
   /** A valid token for `cacheKey`: cached at once, or the single in-flight request's result. */
   get(cacheKey: string, signal?: AbortSignal): Promise<BoundToken>
@@ -313,6 +362,11 @@ export function createTokenManager(options: TokenManagerOptions): TokenManager {
  * Whether a token-request failure is the AS's momentary trouble (network, timeout, 5xx, 429, a
  * malformed answer), which back-off and a later attempt can cure, rather than a configuration
  * problem to surface as it is (bad credentials, a refused grant, a type mismatch).
+ *
+ * @example
+ * ```ts
+ * try { await session.token() } catch (err) { if (isTransient(err)) scheduleRetry(); else alert(err) }
+ * ```
  */
 export function isTransient(err: unknown): boolean {
   if (err instanceof TokenEndpointError) return err.status >= 500 || err.status === 429 || err.error === 'temporarily_unavailable' || err.error === 'server_error'
@@ -327,7 +381,14 @@ function unavailable(cause: unknown, waitMs: number): BoundError {
   return new BoundError('ERR_TOKEN_UNAVAILABLE', `No valid token: the authorization server could not issue one (${reason.slice(0, 300)}); next attempt in ${Math.max(0, Math.ceil(waitMs / 1000))} s`, { cause })
 }
 
-/** Waits for `promise` unless `signal` aborts first (the shared work goes on for other callers). */
+/**
+ * Waits for `promise` unless `signal` aborts first (the shared work goes on for other callers).
+ *
+ * @example
+ * ```ts
+ * const metadata = await waitFor(sharedDiscovery, AbortSignal.timeout(2_000))
+ * ```
+ */
 export function waitFor<T>(promise: Promise<T>, signal?: AbortSignal): Promise<T> {
   if (!signal) return promise
   if (signal.aborted) return Promise.reject(signal.reason)

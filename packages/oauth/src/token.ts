@@ -1,7 +1,14 @@
 import { inspect } from 'node:util'
 import { redactedLabel } from '@bound/core'
 
-/** The binding a token was issued under. */
+/**
+ * The binding a token was issued under.
+ *
+ * @example
+ * ```ts
+ * const { jkt, x5t }: TokenBinding = (await session.token()).binding
+ * ```
+ */
 export interface TokenBinding {
   /** DPoP key thumbprint the token is bound to, when DPoP was used. */
   readonly jkt?: string
@@ -12,6 +19,13 @@ export interface TokenBinding {
 /**
  * An access token held by a session. The token string is reachable only through `value`, which is
  * not enumerable: `JSON.stringify`, `util.inspect` and loggers see a redacted label instead.
+ *
+ * @example
+ * ```ts
+ * const token: BoundToken = await session.token()
+ * console.log(token)  // BoundToken { type: DPoP, sha256:F847sOIv, expiresAt: … }
+ * headers.authorization = `${token.type} ${token.value}`
+ * ```
  */
 export interface BoundToken {
   /** The token string. Send it; never log it. */
@@ -36,7 +50,15 @@ export interface BoundToken {
   readonly label: string
 }
 
-/** Creates a {@link BoundToken} whose secret is hidden from serialisation. */
+/**
+ * Creates a {@link BoundToken} whose secret is hidden from serialisation.
+ *
+ * @example
+ * ```ts
+ * const now = Date.now()
+ * const token = createBoundToken({ value: accessToken, type: 'Bearer', receivedAt: now, expiresAt: now + 300_000, lifetimeAssumed: false, scope: undefined, cacheKey: 'k', generation: 1, binding: {} })
+ * ```
+ */
 export function createBoundToken(init: Omit<BoundToken, 'label'>): BoundToken {
   const { value, ...rest } = init
   const label = redactedLabel(value)

@@ -76,6 +76,8 @@ describe('requestTokenFromEndpoint', () => {
     ['missing access_token', JSON.stringify({ token_type: 'DPoP' })],
     ['expires_in a word', JSON.stringify({ access_token: 'x', token_type: 'DPoP', expires_in: 'soon' })],
     ['expires_in negative', JSON.stringify({ access_token: 'x', token_type: 'DPoP', expires_in: -5 })],
+    ['expires_in 0', JSON.stringify({ access_token: 'x', token_type: 'DPoP', expires_in: 0 })],
+    ['expires_in huge', JSON.stringify({ access_token: 'x', token_type: 'DPoP', expires_in: 1e12 })],
   ])('a 200 with %s is ERR_TOKEN_RESPONSE_INVALID and echoes no token', async (_name, body) => {
     const { fetch } = scripted([{ status: 200, body }])
     const err = await requestTokenFromEndpoint(await ctx(fetch)).catch((e: unknown) => e) as Error
