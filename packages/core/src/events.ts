@@ -10,11 +10,23 @@
  * ```
  */
 export interface Emitter<E extends { [K in keyof E]: object }> {
+  /** Adds a listener for `type`; returns the function that removes it. */
   on<K extends keyof E>(type: K, listener: (event: E[K]) => void): () => void
+  /** Calls the listeners of `type` with `event`, synchronously, in order. */
   emit<K extends keyof E>(type: K, event: E[K]): void
 }
 
-/** Creates an {@link Emitter}. `tap` sees every event first (Bound uses it for diagnostics). */
+/**
+ * Creates an {@link Emitter}. `tap` sees every event first (Bound uses it for diagnostics).
+ *
+ * @example
+ * ```ts
+ * const events = createEmitter<{ tick: { n: number } }>()
+ * const off = events.on('tick', ({ n }) => console.log(n))
+ * events.emit('tick', { n: 1 })
+ * off()
+ * ```
+ */
 export function createEmitter<E extends { [K in keyof E]: object }>(tap?: (type: keyof E, event: E[keyof E]) => void): Emitter<E> {
   const listeners = new Map<keyof E, Set<(event: never) => void>>()
   return {

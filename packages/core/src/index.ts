@@ -1,3 +1,11 @@
+/**
+ * `@bound/core`: the pieces every Bound package shares — `BoundError` and its stable codes, the
+ * RFC 9110 `WWW-Authenticate` parser and classifier, single-flight, a bounded LRU, a typed event
+ * emitter, the "https, or http on loopback only" URL policy and the diagnostics channels.
+ *
+ * @packageDocumentation
+ * @module @bound/core
+ */
 export { BoundError, isBoundError } from './errors/bound-error.js'
 export type { BoundErrorCode, BoundErrorOptions } from './errors/bound-error.js'
 export { TokenEndpointError } from './errors/token-endpoint-error.js'

@@ -4,6 +4,11 @@ import { createHash } from 'node:crypto'
  * Keeps only the characters RFC 6749 / RFC 6750 allow in `error`, `error_description` and `error_uri`
  * (%x20-21 / %x23-5B / %x5D-7E) and caps the length, so server-chosen text cannot inject
  * control characters or huge strings into messages and logs.
+ *
+ * @example
+ * ```ts
+ * sanitizeProtocolText('bad\r\nSet-Cookie: x', 200) // 'badSet-Cookie: x'
+ * ```
  */
 export function sanitizeProtocolText(value: string, max = 200): string {
   let out = ''
@@ -17,6 +22,11 @@ export function sanitizeProtocolText(value: string, max = 200): string {
 /**
  * A short, non-reversible label for a secret (token, proof, key) that is safe to log:
  * `sha256:` followed by 8 base64url characters of its SHA-256.
+ *
+ * @example
+ * ```ts
+ * log.info({ token: redactedLabel(accessToken) }, 'token acquired') // token: 'sha256:F847sOIv'
+ * ```
  */
 export function redactedLabel(secret: string): string {
   return `sha256:${createHash('sha256').update(secret).digest('base64url').slice(0, 8)}`

@@ -18,7 +18,15 @@ export interface SingleFlight<K, V> {
   readonly size: number
 }
 
-/** Creates a {@link SingleFlight}. */
+/**
+ * Creates a {@link SingleFlight}.
+ *
+ * @example
+ * ```ts
+ * const flights = createSingleFlight<string, Response>()
+ * const [a, b] = await Promise.all([flights.run('k', load), flights.run('k', load)]) // load ran once
+ * ```
+ */
 export function createSingleFlight<K, V>(): SingleFlight<K, V> {
   const inflight = new Map<K, Promise<V>>()
   return {

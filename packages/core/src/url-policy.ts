@@ -1,6 +1,14 @@
 import { BoundError } from './errors/bound-error.js'
 
-/** True for `localhost`, `*.localhost`, 127.0.0.0/8 and `[::1]`. */
+/**
+ * True for `localhost`, `*.localhost`, 127.0.0.0/8 and `[::1]`.
+ *
+ * @example
+ * ```ts
+ * isLoopbackHost(new URL('http://127.0.0.1:8080').hostname) // true
+ * isLoopbackHost('api.example.com')                          // false
+ * ```
+ */
 export function isLoopbackHost(hostname: string): boolean {
   const h = hostname.toLowerCase()
   if (h === 'localhost' || h.endsWith('.localhost')) return true

@@ -132,3 +132,13 @@ describe('classifyChallenge', () => {
     expect(classify('Bearer error="invalid_token", error_description="a\\"b\u0007c"').errorDescription).toBe('abc')
   })
 })
+
+describe('decodeClaimsParameter under fuzzing (a sample; npm run fuzz runs 100,000)', () => {
+  it('never throws, and returns only objects', async () => {
+    const { decodeClaimsParameter } = await import('../src/index.js')
+    fc.assert(fc.property(fc.oneof(fc.base64String({ maxLength: 300 }), fc.string({ maxLength: 200 }), fc.json().map((j) => Buffer.from(j).toString('base64url'))), (c) => {
+      const out = decodeClaimsParameter(c)
+      expect(out === undefined || (typeof out === 'object' && out !== null && !Array.isArray(out))).toBe(true)
+    }), { numRuns: 2000 })
+  })
+})

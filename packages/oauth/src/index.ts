@@ -18,7 +18,7 @@ export { clientSecretBasic, clientSecretPost, privateKeyJwt, tlsClientAuth, self
 export type { ClientAuth, ClientAuthContext, PrivateKeyJwtOptions } from './client-auth.js'
 export { discoverAuthorizationServer, discoveryUrls } from './discovery.js'
 export type { AuthorizationServerMetadata, DiscoveryOptions } from './discovery.js'
-export { requestTokenFromEndpoint, retryAfterSeconds } from './token-endpoint.js'
+export { requestTokenFromEndpoint, retryAfterSeconds, parseTokenResponse } from './token-endpoint.js'
 export type { TokenResponse, TokenRequestContext, TokenEndpointResult } from './token-endpoint.js'
 export { createTokenManager, waitFor, isTransient } from './token-manager.js'
 export type { TokenManager, TokenManagerOptions, TokenManagerEvent, RefreshOptions, BackoffOptions, Timers } from './token-manager.js'

@@ -188,7 +188,13 @@ export async function requestTokenFromEndpoint(ctx: TokenRequestContext): Promis
 /**
  * Validates a token response (RFC 6749 §5.1) and its `token_type` against the binding: a DPoP
  * session accepts only `DPoP` (case-insensitive; `Bearer` only with the explicit downgrade opt-in),
- * a session without a key only `Bearer`.
+ * a session without a key only `Bearer`. Throws `ERR_TOKEN_RESPONSE_INVALID` or
+ * `ERR_TOKEN_TYPE_MISMATCH`; the token is never echoed.
+ *
+ * @example
+ * ```ts
+ * const { response, type } = parseTokenResponse(await res.json(), 'the token endpoint', true, false)
+ * ```
  */
 export function parseTokenResponse(json: unknown, from: string, dpop: boolean, acceptBearerDowngrade: boolean): { response: TokenResponse; type: 'DPoP' | 'Bearer' } {
   const parsed = tokenResponseSchema.safeParse(json)

@@ -137,3 +137,20 @@ describe('DPOP-25: the AS alg list', () => {
     expect(requests.every((u) => u.includes('/.well-known/'))).toBe(true)
   })
 })
+
+describe('parseTokenResponse under fuzzing (a sample; npm run fuzz runs 100,000)', () => {
+  it('never throws anything but a typed BoundError, and never echoes the token', async () => {
+    const fc = (await import('fast-check')).default
+    const { parseTokenResponse } = await import('../src/index.js')
+    const { BoundError } = await import('@bound/core')
+    fc.assert(fc.property(fc.oneof(fc.jsonValue(), fc.record({ access_token: fc.oneof(fc.string(), fc.integer()), token_type: fc.oneof(fc.constantFrom('DPoP', 'Bearer'), fc.string()), expires_in: fc.oneof(fc.integer(), fc.string()) }, { requiredKeys: [] })), (json) => {
+      try {
+        parseTokenResponse(json, 'fuzz', true, false)
+      } catch (err) {
+        expect(err).toBeInstanceOf(BoundError)
+        const at = (json as { access_token?: unknown } | null)?.access_token
+        if (typeof at === 'string' && at.length > 8) expect((err as Error).message).not.toContain(at)
+      }
+    }), { numRuns: 2000 })
+  })
+})

@@ -1,7 +1,15 @@
 import type { Challenge } from './parse.js'
 import { sanitizeProtocolText } from '../redact.js'
 
-/** What a challenge asks the client to do. */
+/**
+ * What a challenge asks the client to do.
+ *
+ * @example
+ * ```ts
+ * const kind: ChallengeKind = classifyChallenge(challenge).kind
+ * if (kind === 'step-up') askTheUser()
+ * ```
+ */
 export type ChallengeKind =
   | 'dpop-nonce'
   | 'invalid-token'
@@ -12,8 +20,18 @@ export type ChallengeKind =
   | 'resource-metadata'
   | 'other'
 
-/** A challenge with its kind and the parameters that kind needs, parsed and validated. */
+/**
+ * A challenge with its kind and the parameters that kind needs, parsed and validated.
+ *
+ * @example
+ * ```ts
+ * const c: ClassifiedChallenge = classifyChallenge(parseChallenges('DPoP error="insufficient_user_authentication", acr_values="urn:mfa"')[0]!)
+ * c.kind       // 'step-up'
+ * c.acrValues  // ['urn:mfa']
+ * ```
+ */
 export interface ClassifiedChallenge {
+  /** What the challenge asks for. */
   kind: ChallengeKind
   /** Lower-cased auth-scheme. */
   scheme: string
@@ -41,7 +59,14 @@ export interface ClassifiedChallenge {
 
 const splitList = (value: string) => value.split(' ').filter((s) => s !== '')
 
-/** Decodes a base64url or base64 `claims` parameter into a JSON object, or undefined. */
+/**
+ * Decodes a base64url or base64 `claims` parameter into a JSON object, or undefined.
+ *
+ * @example
+ * ```ts
+ * decodeClaimsParameter('eyJhY2Nlc3NfdG9rZW4iOnt9fQ') // { access_token: {} }
+ * ```
+ */
 export function decodeClaimsParameter(value: string): Record<string, unknown> | undefined {
   if (value.length === 0 || value.length > 16_384 || !/^[A-Za-z0-9+/_-]+={0,2}$/.test(value)) return undefined
   try {

@@ -1,5 +1,11 @@
 /**
  * One authentication challenge from a `WWW-Authenticate` field (RFC 9110 §11).
+ *
+ * @example
+ * ```ts
+ * const [challenge]: Challenge[] = parseChallenges('Bearer realm="api", error="invalid_token"')
+ * challenge.params.error // 'invalid_token'
+ * ```
  */
 export interface Challenge {
   /** The auth-scheme, lower-cased (`bearer`, `dpop`, …). Schemes are case-insensitive (RFC 9110 §11.1). */
@@ -15,7 +21,14 @@ export interface Challenge {
   duplicateParams?: string[]
 }
 
-/** Upper bounds that keep hostile headers cheap. */
+/**
+ * Upper bounds that keep hostile headers cheap.
+ *
+ * @example
+ * ```ts
+ * parseChallenges(response.headers, { maxLength: 8_192, maxChallenges: 4 })
+ * ```
+ */
 export interface ParseChallengesLimits {
   /** Characters read at most; the rest is ignored. Default 65,536. */
   maxLength?: number

@@ -1,5 +1,14 @@
 /**
  * Every error code Bound raises. Stable: callers may `switch (err.code)`.
+ *
+ * `ERR_DPOP_PROOF_REJECTED` and `ERR_ABORTED` are reserved: this version does not raise them (an
+ * aborted request rejects with the signal's reason, as `fetch` does).
+ *
+ * @example
+ * ```ts
+ * import type { BoundErrorCode } from '@bound/core'
+ * const retryable: ReadonlySet<BoundErrorCode> = new Set(['ERR_TOKEN_UNAVAILABLE', 'ERR_NETWORK'])
+ * ```
  */
 export type BoundErrorCode =
   | 'ERR_INVALID_CONFIG'
@@ -27,7 +36,14 @@ import { publishError } from '../diagnostics.js'
 
 const MARK = Symbol.for('@bound/core.BoundError')
 
-/** Options accepted by every Bound error constructor. */
+/**
+ * Options accepted by every Bound error constructor.
+ *
+ * @example
+ * ```ts
+ * throw new BoundError('ERR_NETWORK', 'Could not reach the token endpoint', { cause: err })
+ * ```
+ */
 export interface BoundErrorOptions {
   /** The underlying error or value. Never put a secret here. */
   cause?: unknown
@@ -104,7 +120,18 @@ function describeCause(cause: unknown): unknown {
   return typeof cause === 'string' ? cause : String(cause)
 }
 
-/** True when `value` is a {@link BoundError} (from any copy of `@bound/core`), optionally with `code`. */
+/**
+ * True when `value` is a {@link BoundError} (from any copy of `@bound/core`), optionally with `code`.
+ *
+ * @example
+ * ```ts
+ * import { isBoundError } from '@bound/core'
+ * try { await fetch(url) } catch (err) {
+ *   if (isBoundError(err, 'ERR_TOKEN_UNAVAILABLE')) return retryLater(err.cause)
+ *   throw err
+ * }
+ * ```
+ */
 export function isBoundError(value: unknown, code?: BoundErrorCode): value is BoundError {
   return value instanceof BoundError && (code === undefined || value.code === code)
 }

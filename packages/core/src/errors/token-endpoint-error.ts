@@ -1,7 +1,14 @@
 import { BoundError, type BoundErrorOptions } from './bound-error.js'
 import { sanitizeProtocolText } from '../redact.js'
 
-/** Details of an RFC 6749 §5.2 error response from a token endpoint. */
+/**
+ * Details of an RFC 6749 §5.2 error response from a token endpoint.
+ *
+ * @example
+ * ```ts
+ * const details: TokenEndpointErrorDetails = { error: 'invalid_client', status: 401, endpoint: 'https://as.example.com/token' }
+ * ```
+ */
 export interface TokenEndpointErrorDetails {
   /** The `error` code, e.g. `invalid_client`. */
   error: string
@@ -20,12 +27,24 @@ export interface TokenEndpointErrorDetails {
 /**
  * The authorization server answered a token request with an RFC 6749 error
  * (`ERR_TOKEN_ENDPOINT`). Carries `error`, `error_description` and `status`.
+ *
+ * @example
+ * ```ts
+ * import { TokenEndpointError } from '@bound/core'
+ * try { await session.token() } catch (err) {
+ *   if (err instanceof TokenEndpointError && err.error === 'invalid_client') console.error('check the client credentials', err.status)
+ * }
+ * ```
  */
 export class TokenEndpointError extends BoundError {
   static override errorName = 'TokenEndpointError'
+  /** The OAuth `error` code (`invalid_client`, `invalid_grant`, …), sanitised; `unknown_error` when empty. */
   readonly error: string
+  /** The `error_description`, sanitised to printable ASCII and capped at 300 characters. */
   readonly error_description?: string
+  /** The `error_uri`, sanitised, when given. */
   readonly error_uri?: string
+  /** The HTTP status of the response. */
   readonly status: number
   /** Seconds the server asked to wait (`Retry-After`), when it did. */
   readonly retryAfter?: number
