@@ -34,6 +34,11 @@ export interface DpopOptions {
 export interface ProofOptions {
   /** The access token presented with this request; adds `ath`. */
   accessToken?: string | undefined
+  /**
+   * The nonce to put in this proof instead of the origin's stored one — the one a challenge just
+   * gave, which a late response from before a rotation may already have overwritten in the store.
+   */
+  nonce?: string | undefined
 }
 
 /**
@@ -130,7 +135,7 @@ export function createDpop(options: DpopOptions): Dpop {
       }
       const skew = skews.size === 0 ? undefined : skews.get(origin)
       const now = clock.now() + (skew?.offsetMs ?? 0)
-      return builder.build({ htm: normalizeMethod(method), htu, iat: Math.floor(now / 1000), ath, nonce: nonces.get(origin) })
+      return builder.build({ htm: normalizeMethod(method), htu, iat: Math.floor(now / 1000), ath, nonce: proofOptions?.nonce ?? nonces.get(origin) })
     },
     observe: (url, headers) => nonces.observe(typeof url === 'string' ? new URL(url).origin : url.origin, headers),
     rotate(key) {

@@ -219,8 +219,10 @@ export interface GenerateDpopKeyOptions {
 }
 
 /**
- * Generates a DPoP key. The private key is a non-extractable WebCrypto key; Bound signs with it
- * synchronously through a `KeyObject` view kept in a closure and never exposed.
+ * Generates a DPoP key. The private key never leaves the returned key object: on Node.js 20–23 it
+ * is a non-extractable WebCrypto key that Bound signs with synchronously through a `KeyObject` view
+ * kept in a closure; on Node.js 24+ (which deprecates that path) it is a `node:crypto` `KeyObject`
+ * kept in the same closure. Nothing exposes, exports or writes it.
  *
  * @example
  * ```ts

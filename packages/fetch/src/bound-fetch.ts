@@ -60,10 +60,10 @@ export function createBoundFetch(options: BoundFetchOptions): BoundFetch {
   const maxRedirects = options.maxRedirects ?? 10
 
   /** One HTTP exchange. Credentials only with a token; the client certificate only then too. */
-  const send = async (req: PreparedRequest, url: URL, token: BoundToken | undefined, stripCredentials: boolean) => {
+  const send = async (req: PreparedRequest, url: URL, token: BoundToken | undefined, stripCredentials: boolean, nonce?: string) => {
     const headers = new Headers(req.headers)
     if (token) {
-      const credentials = await engine.credentials(token, req.method, url)
+      const credentials = await engine.credentials(token, req.method, url, nonce)
       headers.set('authorization', credentials.authorization)
       if (credentials.dpop) headers.set('dpop', credentials.dpop)
       else headers.delete('dpop')
@@ -87,7 +87,7 @@ export function createBoundFetch(options: BoundFetchOptions): BoundFetch {
     let crossedOrigin = false
     let hops = 0
     for (;;) {
-      const { res, challenges } = carry ? await engine.run(url, req, (token) => send(req, url, token, false)) : { res: await send(req, url, undefined, crossedOrigin), challenges: undefined }
+      const { res, challenges } = carry ? await engine.run(url, req, (token, attempt) => send(req, url, token, false, attempt.nonce)) : { res: await send(req, url, undefined, crossedOrigin), challenges: undefined }
       const done = () => {
         const out = res.toResponse(url, hops > 0, req.method)
         if (challenges) attachChallenges(out, challenges)

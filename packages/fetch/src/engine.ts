@@ -116,9 +116,9 @@ export interface ChallengeEngine {
    * challenge answered (new proof, new token, step-up…). Resolves with the exchange to hand back,
    * and the parsed challenges when it is one Bound could not (or would not) answer.
    */
-  run<E extends EngineExchange>(url: URL, request: { method: string; replayable: boolean; signal: AbortSignal | undefined }, exchange: (token: BoundToken | undefined) => Promise<E>): Promise<{ res: E; challenges?: ResponseChallenge[] }>
+  run<E extends EngineExchange>(url: URL, request: { method: string; replayable: boolean; signal: AbortSignal | undefined }, exchange: (token: BoundToken | undefined, attempt: { nonce?: string | undefined }) => Promise<E>): Promise<{ res: E; challenges?: ResponseChallenge[] }>
   /** The `Authorization` and `DPoP` header values for `token` on `method url` (a fresh proof). */
-  credentials(token: BoundToken, method: string, url: URL): Promise<{ authorization: string; dpop?: string }>
+  credentials(token: BoundToken, method: string, url: URL, nonce?: string): Promise<{ authorization: string; dpop?: string }>
 }
 
 /** A challenge Bound answers, each at most once per request. */
@@ -147,7 +147,8 @@ export function createChallengeEngine(options: BoundOptions): ChallengeEngine {
   const levels = createLru<string, Record<string, string> | 'token'>(100)
   const stepUps = createSingleFlight<string, StepUpResult>()
 
-  const run = async <E extends EngineExchange>(url: URL, req: { method: string; replayable: boolean; signal: AbortSignal | undefined }, exchange: (token: BoundToken | undefined) => Promise<E>): Promise<{ res: E; challenges?: ResponseChallenge[] }> => {
+  const run = async <E extends EngineExchange>(url: URL, req: { method: string; replayable: boolean; signal: AbortSignal | undefined }, exchange: (token: BoundToken | undefined, attempt: { nonce?: string | undefined }) => Promise<E>): Promise<{ res: E; challenges?: ResponseChallenge[] }> => {
+    let challengeNonce: string | undefined // the nonce a challenge just gave: used for the retry whatever the store says by then
     assertSecureUrl(url, `API origin ${url.origin}`)
     const used = new Set<Reaction>()
     const pathKey = `${url.origin}${url.pathname}`
@@ -164,7 +165,8 @@ export function createChallengeEngine(options: BoundOptions): ChallengeEngine {
           throw new BoundError('ERR_TOKEN_UNAVAILABLE', 'The session rotated its key or certificate while earning a token; try again')
         }
       }
-      const res = await exchange(token)
+      const res = await exchange(token, { nonce: challengeNonce })
+      challengeNonce = undefined
       const nonce: NonceObservation = token?.type === 'DPoP' ? session.dpop!.observe(url, res.headers) : 'none'
       if (res.status !== 401 && res.status !== 400 && res.status !== 403) {
         if (tokenRequest.extra && used.has('step-up')) pathLevels.set(pathKey, tokenRequest.extra)
@@ -331,9 +333,9 @@ export function createChallengeEngine(options: BoundOptions): ChallengeEngine {
     otherOrigins: options.otherOrigins ?? 'plain',
     isCredentialOrigin: (origin) => allowed.has(origin),
     run,
-    async credentials(token, method, url) {
+    async credentials(token, method, url, nonce) {
       if (token.type !== 'DPoP') return { authorization: `${token.type} ${token.value}` }
-      return { authorization: `DPoP ${token.value}`, dpop: await session.dpop!.proof(method, url, { accessToken: token.value }) }
+      return { authorization: `DPoP ${token.value}`, dpop: await session.dpop!.proof(method, url, { accessToken: token.value, nonce }) }
     },
   }
 }

@@ -46,9 +46,9 @@ export function boundInterceptor(options: BoundOptions): Dispatcher.DispatcherCo
     handler.onRequestStart?.(outer, {})
     const signal = outer.signal
     engine
-      .run(url, { method, replayable, signal }, async (token) => {
+      .run(url, { method, replayable, signal }, async (token, retry) => {
         const headers = withoutCredentials(opts.headers)
-        if (token) Object.assign(headers, await engine.credentials(token, method, url))
+        if (token) Object.assign(headers, await engine.credentials(token, method, url, retry.nonce))
         return attempt(dispatch, { ...opts, headers }, outer, handler)
       })
       .then(

@@ -5,7 +5,15 @@ import { BoundError, createEmitter, systemClock, type Clock, type Emitter } from
 import { parseClientIdentity, type ClientIdentity } from './identity.js'
 import type { Pem } from './transport.js'
 
-/** Events of a {@link ClientCertificate}. */
+/**
+ * Events of a {@link ClientCertificate}.
+ *
+ * @example
+ * ```ts
+ * certificate.events.on('expiring', ({ identity, expiresInMs }) => alert(`${identity.subject} expires in ${expiresInMs} ms`))
+ * certificate.events.on('error', ({ code, message }) => log.warn({ code }, message))
+ * ```
+ */
 export interface ClientCertificateEvents {
   /** A new certificate and key were loaded and checked; new requests use them. */
   rotated: { previous: ClientIdentity; current: ClientIdentity }
@@ -15,12 +23,22 @@ export interface ClientCertificateEvents {
   error: { code: string; message: string }
 }
 
-/** A client certificate source: one current {@link ClientIdentity}, replaced when the files rotate. */
+/**
+ * A client certificate source: one current {@link ClientIdentity}, replaced when the files rotate.
+ *
+ * @example
+ * ```ts
+ * const certificate: ClientCertificate = await loadClientCertificate({ certFile, keyFile, watch: true })
+ * certificate.current().x5t // the thumbprint presented now
+ * certificate.close()       // when done
+ * ```
+ */
 export interface ClientCertificate {
   /** The certificate in use now. */
   current(): ClientIdentity
   /** Extra trust anchors that came with it (`caFile`), if any. */
   readonly ca: string | undefined
+  /** `rotated`, `expiring` and `error` events. */
   readonly events: Emitter<ClientCertificateEvents>
   /** Re-reads the files now. Resolves true when a new certificate was taken. */
   reload(): Promise<boolean>
@@ -28,7 +46,14 @@ export interface ClientCertificate {
   close(): void
 }
 
-/** Options of {@link loadClientCertificate}. */
+/**
+ * Options of {@link loadClientCertificate}.
+ *
+ * @example
+ * ```ts
+ * const options: LoadClientCertificateOptions = { certFile: '/run/svid/cert.pem', keyFile: '/run/svid/key.pem', caFile: '/run/svid/bundle.pem', watch: true, pollIntervalMs: 30_000 }
+ * ```
+ */
 export interface LoadClientCertificateOptions {
   /** PEM file with the leaf certificate (and optionally its chain, in any order). */
   certFile: string
@@ -46,6 +71,7 @@ export interface LoadClientCertificateOptions {
   pollIntervalMs?: number
   /** Warn (`expiring` event) this long before expiry, in milliseconds. Default a tenth of the validity, at least 60 s. */
   expiryWarningMs?: number
+  /** Clock for the expiry warning. Default the system clock. */
   clock?: Clock
 }
 

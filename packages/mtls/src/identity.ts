@@ -6,6 +6,11 @@ import type { Pem } from './transport.js'
 /**
  * One generation of a client certificate: the leaf (plus chain) and its private key, parsed and
  * checked to belong together. The key material is not enumerable and never printed.
+ *
+ * @example
+ * ```ts
+ * const { x5t, subject, spiffeId, notAfter }: ClientIdentity = certificate.current()
+ * ```
  */
 export interface ClientIdentity {
   /** RFC 8705 `x5t#S256`: base64url SHA-256 of the leaf's DER — the `cnf` of tokens bound to it. */
@@ -30,13 +35,27 @@ export interface ClientIdentity {
 
 const PEM_BLOCK = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g
 
-/** base64url(SHA-256(DER)): the `x5t#S256` of a certificate (RFC 8705 §3.1). */
+/**
+ * base64url(SHA-256(DER)): the `x5t#S256` of a certificate (RFC 8705 §3.1).
+ *
+ * @example
+ * ```ts
+ * const x5t = certificateThumbprint(readFileSync('client.pem', 'utf8')) // compare with a token's cnf["x5t#S256"]
+ * ```
+ */
 export function certificateThumbprint(cert: X509Certificate | Buffer | string): string {
   const der = cert instanceof X509Certificate ? cert.raw : typeof cert === 'string' ? new X509Certificate(cert).raw : cert
   return createHash('sha256').update(der).digest('base64url')
 }
 
-/** The `spiffe://` URI SAN of a certificate, if any. */
+/**
+ * The `spiffe://` URI SAN of a certificate, if any.
+ *
+ * @example
+ * ```ts
+ * spiffeIdOf(new X509Certificate(pem)) // 'spiffe://example.org/ns/default/sa/orders-worker'
+ * ```
+ */
 export function spiffeIdOf(cert: X509Certificate): string | undefined {
   const san = cert.subjectAltName ?? ''
   for (const part of san.split(/,\s*/)) {
@@ -48,7 +67,12 @@ export function spiffeIdOf(cert: X509Certificate): string | undefined {
 /**
  * Parses a certificate chain and its private key into a {@link ClientIdentity}: finds the leaf (the
  * certificate whose public key matches the key, wherever it stands in the file), puts it first,
- * and refuses a key that matches no certificate.
+ * and refuses a key that matches no certificate (`ERR_MTLS_CERTIFICATE_INVALID`).
+ *
+ * @example
+ * ```ts
+ * const identity = parseClientIdentity({ cert: readFileSync('chain.pem'), key: readFileSync('key.pem') }, 1)
+ * ```
  */
 export function parseClientIdentity(input: { cert: Pem; key: Pem; passphrase?: string | undefined }, generation: number): ClientIdentity {
   const certText = Buffer.isBuffer(input.cert) ? input.cert.toString('utf8') : input.cert
@@ -86,7 +110,14 @@ export function parseClientIdentity(input: { cert: Pem; key: Pem; passphrase?: s
   return Object.freeze(identity) as ClientIdentity
 }
 
-/** Throws `ERR_MTLS_CERTIFICATE_EXPIRED` when `identity` is not valid at `now`. */
+/**
+ * Throws `ERR_MTLS_CERTIFICATE_EXPIRED` when `identity` is not valid at `now`.
+ *
+ * @example
+ * ```ts
+ * assertCertificateValid(certificate.current(), Date.now())
+ * ```
+ */
 export function assertCertificateValid(identity: ClientIdentity, now: number): void {
   if (now >= identity.notAfter) {
     throw new BoundError('ERR_MTLS_CERTIFICATE_EXPIRED', `The client certificate (${identity.subject}, x5t#S256 ${identity.x5t}) expired at ${new Date(identity.notAfter).toISOString()}; refusing to present it`)

@@ -1,3 +1,10 @@
+/**
+ * `@bound/mtls`: client certificates from PEM files (followed through rotations), their RFC 8705
+ * `x5t#S256` thumbprint and SPIFFE ID, and the undici-based HTTP transport every Bound session uses.
+ *
+ * @packageDocumentation
+ * @module @bound/mtls
+ */
 export { createTransport } from './transport.js'
 export type { Transport, TransportOptions, TransportFetch, TransportRequestOptions, ClientCertificatePem, Pem } from './transport.js'
 export { loadClientCertificate, clientCertificateFromPem } from './client-certificate.js'

@@ -4,10 +4,25 @@ import { BoundError, systemClock, type Clock } from '@bound/core'
 import { clientCertificateFromPem, type ClientCertificate } from './client-certificate.js'
 import { assertCertificateValid, type ClientIdentity } from './identity.js'
 
-/** PEM text or bytes. */
+/**
+ * PEM text or bytes.
+ *
+ * @example
+ * ```ts
+ * const ca: Pem = readFileSync('/etc/pki/internal-ca.pem')
+ * ```
+ */
 export type Pem = string | Buffer
 
-/** A client certificate and its private key, in PEM. */
+/**
+ * A client certificate and its private key, in PEM.
+ *
+ * @example
+ * ```ts
+ * const clientCertificate: ClientCertificatePem = { cert: process.env.TLS_CERT!, key: process.env.TLS_KEY! }
+ * createSession({ …, clientAuth: tlsClientAuth(), clientCertificate })
+ * ```
+ */
 export interface ClientCertificatePem {
   /** The leaf certificate, optionally followed by intermediates. */
   cert: Pem
@@ -17,7 +32,15 @@ export interface ClientCertificatePem {
   passphrase?: string
 }
 
-/** Options of {@link createTransport}. */
+/**
+ * Options of {@link createTransport}.
+ *
+ * @example
+ * ```ts
+ * const transport = createTransport({ ca: internalCaPem, connectTimeout: 3_000, keepAliveTimeout: 10_000 })
+ * createSession({ …, transport })
+ * ```
+ */
 export interface TransportOptions {
   /**
    * Extra trust anchors (PEM), e.g. an internal CA. Added to Node's bundled roots, not replacing
@@ -36,15 +59,34 @@ export interface TransportOptions {
   maxHeaderSize?: number
 }
 
-/** Options of {@link Transport.request}. */
+/**
+ * Options of {@link Transport.request}.
+ *
+ * @example
+ * ```ts
+ * const { statusCode, body } = await transport.request(new URL('https://api.example.com/orders'), { method: 'GET', headers: { accept: 'application/json' } })
+ * ```
+ */
 export interface TransportRequestOptions {
+  /** The HTTP method, as sent. */
   method: string
+  /** Request headers, lower-case names. */
   headers: Record<string, string | string[]>
+  /** The body, if any. */
   body?: string | Uint8Array | NodeJS.ReadableStream | AsyncIterable<Uint8Array> | null
+  /** Aborts the request. */
   signal?: AbortSignal | undefined
 }
 
-/** The `fetch` signature Bound's transport exposes (undici's `fetch`, with its `Response`). */
+/**
+ * The `fetch` signature Bound's transport exposes (undici's `fetch`, with its `Response`).
+ *
+ * @example
+ * ```ts
+ * const fetch: TransportFetch = session.transport.fetch
+ * const metadata = await discoverAuthorizationServer('https://as.example.com', { fetch })
+ * ```
+ */
 export type TransportFetch = (input: string | URL, init?: Parameters<typeof undiciFetch>[1]) => Promise<Awaited<ReturnType<typeof undiciFetch>>>
 
 /**
@@ -55,6 +97,13 @@ export type TransportFetch = (input: string | URL, init?: Parameters<typeof undi
  * never sits in plain options; TLS sessions are resumed within a generation): after a rotation,
  * new requests use the new one at once, requests in flight finish on the old one, which is then
  * closed. A pooled connection made with one certificate never carries a request for another.
+ *
+ * @example
+ * ```ts
+ * const transport: Transport = createTransport({ clientCertificate: await loadClientCertificate({ certFile, keyFile }) })
+ * const res = await transport.fetch('https://api.internal.example/health')
+ * await transport.close()
+ * ```
  */
 export interface Transport {
   /** undici's `fetch`, presenting the client certificate when one is configured. */

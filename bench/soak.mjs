@@ -1,0 +1,65 @@
+// npm run soak [-- --requests N]: one session, N bound requests (default 1,000,000) against the
+// testkit with 5-second tokens, the RS rotating its DPoP nonce every second and revoking the session
+// every minute. Prints failures, heap growth between the first and last 10% of the run, and token
+// requests against the expected ≈ one per lifetime plus one per revocation.
+import { fork } from 'node:child_process'
+import { createBoundFetch } from '@bound/fetch'
+import { clientCredentials, clientSecretBasic, createSession } from '@bound/oauth'
+import { generateDpopKey } from '@bound/dpop'
+
+const total = Number(process.argv.find((a) => a.startsWith('--requests='))?.slice(11) ?? 1_000_000)
+const concurrency = 16
+const child = fork(new URL('./soak-servers.mjs', import.meta.url), { env: { ...process.env, SOAK_TTL: '5' } })
+const ready = await new Promise((resolve) => child.on('message', (m) => m.ready && resolve(m.ready)))
+const ask = () => new Promise((resolve) => { child.once('message', (m) => resolve(m.counters)); child.send({ counters: true }) })
+
+const session = createSession({ issuer: ready.issuer, clientId: ready.client.clientId, clientAuth: clientSecretBasic(ready.client.clientSecret), grant: clientCredentials({ resource: ready.resource }), dpop: await generateDpopKey(), ca: ready.ca })
+const fetch = createBoundFetch({ session, origins: [ready.api] })
+let acquired = 0
+session.events.on('token.acquired', () => acquired++)
+
+const started = Date.now()
+const nonceTimer = setInterval(() => child.send({ rotateNonce: true }), 1_000)
+let revocations = 0
+const revokeTimer = setInterval(async () => { revocations++; child.send({ revoke: (await session.token()).value }) }, 60_000)
+const heapAt = () => { globalThis.gc?.(); globalThis.gc?.(); return process.memoryUsage().heapUsed }
+let done = 0
+let failed = 0
+const failures = new Map()
+let early = 0
+let late = 0
+await Promise.all(Array.from({ length: concurrency }, async () => {
+  while (done < total) {
+    done++
+    try {
+      const res = await fetch(`${ready.api}/orders/${done % 1000}`)
+      await res.arrayBuffer()
+      if (res.status !== 200) {
+        failed++
+        failures.set(res.status, (failures.get(res.status) ?? 0) + 1)
+      }
+    } catch (err) {
+      failed++
+      failures.set(err.code ?? err.message, (failures.get(err.code ?? err.message) ?? 0) + 1)
+    }
+    if (done === Math.floor(total * 0.1)) early = heapAt()
+    if (done === Math.floor(total * 0.9)) { globalThis.gc?.(); }
+    if (done % 100_000 === 0) console.log(`  ${done.toLocaleString('en-US')} requests, ${failed} failed, ${((Date.now() - started) / 1000).toFixed(0)} s`)
+  }
+}))
+late = heapAt()
+clearInterval(nonceTimer)
+clearInterval(revokeTimer)
+const seconds = (Date.now() - started) / 1000
+const counters = await ask()
+const growth = (late - early) / early
+const expectedTokens = Math.ceil(seconds / (5 * 0.75)) + revocations + 1
+console.log(`\n${total.toLocaleString('en-US')} bound requests in ${seconds.toFixed(0)} s (${Math.round(total / seconds)}/s): ${failed} failed${failed ? ` ${JSON.stringify([...failures])}` : ''}`)
+console.log(`RS: ${counters.rs.verified} verified, ${counters.rs.nonceChallenges} nonce challenges, ${counters.rs.invalidToken} invalid_token (${revocations} revocations), ${counters.rs.verifierDisagreements} verifier disagreements`)
+console.log(`AS: ${counters.as.tokensIssued} tokens issued (session saw ${acquired}); expected about ${expectedTokens} (one per ~3.75 s of a 5 s lifetime, plus one per revocation)`)
+console.log(`heap: ${(early / 1e6).toFixed(1)} MB at 10%, ${(late / 1e6).toFixed(1)} MB at the end: ${(growth * 100).toFixed(1)}%`)
+const ok = failed === 0 && growth < 0.05 && counters.as.tokensIssued <= expectedTokens * 2
+console.log(`\n${ok ? 'met ' : 'MISS'}  zero failed requests, heap growth < 5%, bounded token requests`)
+await session.close()
+child.send({ close: true })
+process.exit(ok ? 0 : 1)
