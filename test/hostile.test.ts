@@ -88,3 +88,14 @@ describe('hostile resource servers (issue 8)', () => {
     expect(session.dpop!.nonces.size).toBe(10)
   })
 })
+
+describe('network failures look like fetch’s, and are typed', () => {
+  it('a refused connection is a TypeError (as with the platform fetch) and a BoundError ERR_NETWORK with the cause', async () => {
+    const { isBoundError } = await import('@bound/core')
+    const err = await createBoundFetch({ session, origins: ['http://127.0.0.1:9'] })('http://127.0.0.1:9/x').catch((e: unknown) => e) as TypeError & { cause?: { code?: string } }
+    expect(err).toBeInstanceOf(TypeError)
+    expect(isBoundError(err, 'ERR_NETWORK')).toBe(true)
+    expect(err.cause?.code).toBe('ECONNREFUSED')
+    expect(err.message).toMatch(/^fetch failed/)
+  })
+})

@@ -4,6 +4,7 @@ import type { BoundToken } from '@bound/oauth'
 import { attachChallenges } from './challenges.js'
 import { createChallengeEngine, type BoundOptions } from './engine.js'
 import { toExchange } from './exchange.js'
+import { toFetchError } from './network-error.js'
 import { prepareRequest, type PreparedRequest } from './request.js'
 
 /**
@@ -72,7 +73,12 @@ export function createBoundFetch(options: BoundFetchOptions): BoundFetch {
     }
     const flat: Record<string, string> = {}
     for (const [name, value] of headers) flat[name] = value
-    const data = await session.transport.request(url, { method: req.method, headers: flat, body: toRequestBody(req.body), signal: req.signal }, !token)
+    let data
+    try {
+      data = await session.transport.request(url, { method: req.method, headers: flat, body: toRequestBody(req.body), signal: req.signal }, !token)
+    } catch (err) {
+      throw toFetchError(err, url, req.signal)
+    }
     return toExchange(data)
   }
 

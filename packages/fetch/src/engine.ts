@@ -1,6 +1,6 @@
 import { BoundError, assertSecureUrl, createLru, createSingleFlight } from '@bound/core'
 import type { NonceObservation } from '@bound/dpop'
-import { fetchProtectedResourceMetadata, type BoundToken, type Session, type TokenRequest } from '@bound/oauth'
+import { fetchProtectedResourceMetadata, waitFor, type BoundToken, type Session, type TokenRequest } from '@bound/oauth'
 import { challengeFor, mergeClaims, readChallenges, type ResponseChallenge } from './challenges.js'
 import type { HeadersView } from './exchange.js'
 
@@ -42,6 +42,11 @@ export interface BoundOptions {
   onInsufficientScope?: (challenge: ResponseChallenge, heldScope: string | undefined) => Promise<string | false> | string | false
   /** Client capabilities merged into claims challenges (Microsoft CAE `xms_cc`, e.g. `['cp1']`). */
   clientCapabilities?: readonly string[]
+  /**
+   * The resource indicator (RFC 8707) per origin, when the APIs are different audiences:
+   * `{ 'https://orders.example.com': 'https://orders.example.com', … }`. Default: the session's.
+   */
+  resources?: Readonly<Record<string, string>>
   /** RFC 9728 discovery: origins besides each resource's own from which its metadata may be fetched; and the `resource` match policy. */
   resourceMetadata?: { allowedOrigins?: readonly string[]; match?: 'exact' | 'prefix' }
 }
@@ -140,6 +145,7 @@ export function createChallengeEngine(options: BoundOptions): ChallengeEngine {
   if (!session || typeof session.token !== 'function') throw new BoundError('ERR_INVALID_CONFIG', 'session must come from createSession()')
   if (!Array.isArray(options.origins) || options.origins.length === 0) throw new BoundError('ERR_INVALID_CONFIG', 'origins must list at least one origin that may receive credentials')
   const allowed = new Set(options.origins.map((o, i) => assertSecureUrl(o, `credential origin origins[${i}]`).origin))
+  const configuredResources = new Map(Object.entries(options.resources ?? {}).map(([o, r]) => [assertSecureUrl(o, 'an origin of resources').origin, r]))
 
   // What was learned per origin (RFC 9728 resource) and per path (the step-up level it needs).
   const resources = createLru<string, string>(1000)
@@ -152,7 +158,7 @@ export function createChallengeEngine(options: BoundOptions): ChallengeEngine {
     assertSecureUrl(url, `API origin ${url.origin}`)
     const used = new Set<Reaction>()
     const pathKey = `${url.origin}${url.pathname}`
-    const tokenRequest: TokenRequest = { resource: resources.get(url.origin), extra: pathLevels.get(pathKey), signal: req.signal }
+    const tokenRequest: TokenRequest = { resource: resources.get(url.origin) ?? configuredResources.get(url.origin), extra: pathLevels.get(pathKey), signal: req.signal }
     let forceNew = false
     for (let stale = 0; ; ) {
       let token: BoundToken | undefined
@@ -187,7 +193,7 @@ export function createChallengeEngine(options: BoundOptions): ChallengeEngine {
       if (reaction === undefined || used.has(reaction) || !req.replayable) {
         // answered once already (a second invalid_token, a refused step-up token), or never answerable
         if (challenge && reaction !== undefined && used.has(reaction)) annotate(challenge, reaction, url)
-        else if (challenge?.kind === 'step-up') annotate(challenge, 'step-up', url)
+        else if (challenge?.kind === 'step-up') annotate(challenge, 'step-up', url, challenge.malformed ? 'malformed' : req.replayable ? 'not-asked' : 'stream')
         if (challenge) session.events.emit('challenge.handled', { origin: url.origin, kind: challenge.kind, outcome: 'returned' })
         return { res, challenges }
       }
@@ -219,9 +225,9 @@ export function createChallengeEngine(options: BoundOptions): ChallengeEngine {
           continue
         }
         case 'step-up': {
-          const extra = await stepUp(challenge!, url, token)
+          const extra = await stepUp(challenge!, url, token, req.signal)
           if (extra === false) {
-            annotate(challenge!, 'step-up', url, true)
+            annotate(challenge!, 'step-up', url, 'declined')
             return { res, challenges }
           }
           tokenRequest.extra = extra
@@ -252,7 +258,7 @@ export function createChallengeEngine(options: BoundOptions): ChallengeEngine {
   }
 
   /** RFC 9470: one `onStepUp` call per level, shared by every request waiting on it; the answer is remembered. */
-  const stepUp = async (challenge: ResponseChallenge, url: URL, token: BoundToken | undefined): Promise<Record<string, string> | false> => {
+  const stepUp = async (challenge: ResponseChallenge, url: URL, token: BoundToken | undefined, signal: AbortSignal | undefined): Promise<Record<string, string> | false> => {
     if (!options.onStepUp) return false
     const levelKey = JSON.stringify([challenge.acrValues ?? null, challenge.maxAge ?? null])
     const known = levels.get(levelKey)
@@ -265,7 +271,8 @@ export function createChallengeEngine(options: BoundOptions): ChallengeEngine {
       return knownExtra
     }
     if (refused) levels.delete(levelKey)
-    const result = await stepUps.run(levelKey, async () => options.onStepUp!({ url: url.href, acrValues: challenge.acrValues, maxAge: challenge.maxAge, challenge }))
+    // the shared approval goes on for the others; this request stops waiting when its signal fires
+    const result = await waitFor(stepUps.run(levelKey, async () => options.onStepUp!({ url: url.href, acrValues: challenge.acrValues, maxAge: challenge.maxAge, challenge })), signal)
     if (result === false || result === null || typeof result !== 'object') {
       report('declined')
       return false
@@ -290,12 +297,23 @@ export function createChallengeEngine(options: BoundOptions): ChallengeEngine {
     }
   }
 
-  const annotate = (challenge: ResponseChallenge, reaction: Reaction, url: URL, declined = false) => {
+  /** Why a step-up was not answered. */
+  type StepUpOutcome = 'refused' | 'declined' | 'malformed' | 'stream' | 'not-asked'
+  const stepUpReasons: Record<StepUpOutcome, string> = {
+    refused: 'the stepped-up token was refused too',
+    declined: 'onStepUp declined',
+    malformed: 'the challenge is malformed',
+    stream: 'the request body is a stream, which cannot be sent again',
+    'not-asked': 'configure onStepUp to handle it',
+  }
+
+  const annotate = (challenge: ResponseChallenge, reaction: Reaction, url: URL, why: StepUpOutcome = 'refused') => {
     if (reaction === 'token') {
       challenge.boundError = new BoundError('ERR_SESSION_REVOKED', `${url.origin} refused a freshly earned token too (invalid_token): the session looks revoked${challenge.errorDescription ? ` (${challenge.errorDescription})` : ''}`)
     } else if (reaction === 'step-up') {
       const level = [challenge.acrValues ? `acr_values ${challenge.acrValues.join(' ')}` : '', challenge.maxAge !== undefined ? `max_age ${challenge.maxAge}` : ''].filter(Boolean).join(', ')
-      challenge.boundError = new BoundError('ERR_STEP_UP_REQUIRED', `${url.origin}${url.pathname} requires a stronger authentication${level ? ` (${level})` : ''}${options.onStepUp ? (declined ? '; onStepUp declined' : '; the stepped-up token was refused too') : '; configure onStepUp to handle it'}`)
+      const reason = !options.onStepUp && why !== 'malformed' && why !== 'stream' ? stepUpReasons['not-asked'] : stepUpReasons[why]
+      challenge.boundError = new BoundError('ERR_STEP_UP_REQUIRED', `${url.origin}${url.pathname} requires a stronger authentication${level ? ` (${level})` : ''}; ${reason}`)
     }
   }
 

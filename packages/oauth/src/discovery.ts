@@ -100,6 +100,9 @@ export async function discoverAuthorizationServer(issuer: string, options: Disco
     try {
       res = await options.fetch(url, { headers: { accept: 'application/json' }, redirect: 'error', ...(options.signal ? { signal: options.signal } : {}) })
     } catch (err) {
+      if (options.signal?.aborted && (options.signal.reason as Error | undefined)?.name === 'TimeoutError') {
+        throw new BoundError('ERR_NETWORK', `Authorization server metadata at ${url} did not answer in time`, { cause: options.signal.reason })
+      }
       throw networkError(err, `authorization server metadata at ${url}`, options.signal)
     }
     if (res.status === 404 || res.status === 405 || res.status === 400) {

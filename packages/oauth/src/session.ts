@@ -259,7 +259,8 @@ export function createSession(options: SessionOptions): Session {
   let metadataPromise: Promise<AuthorizationServerMetadata> | undefined
   const metadata = async (signal?: AbortSignal) => {
     if (!issuer) return undefined
-    metadataPromise ??= discoverAuthorizationServer(issuer, { fetch: transport.fetch }).catch((err: unknown) => {
+    // bounded like a token request: a metadata endpoint that never answers must not stall the first call
+    metadataPromise ??= discoverAuthorizationServer(issuer, { fetch: transport.fetch, signal: AbortSignal.timeout((options.tokenRequestTimeout ?? 10) * 1000) }).catch((err: unknown) => {
       metadataPromise = undefined // a failure is not cached
       throw err
     })
@@ -415,7 +416,8 @@ export function createSession(options: SessionOptions): Session {
       if (closeOptions.revoke) {
         const url = await endpoint('revocation_endpoint', closeOptions.signal).catch(() => undefined)
         if (!url) throw new BoundError('ERR_INVALID_CONFIG', 'close({ revoke: true }): the authorization server publishes no revocation_endpoint')
-        const ctx = { endpoint: url, issuer, clientId: options.clientId, clientAuth, fetch: transport.fetch, clock, signal: closeOptions.signal }
+        const timeout = AbortSignal.timeout((options.tokenRequestTimeout ?? 10) * 1000)
+        const ctx = { endpoint: url, issuer, clientId: options.clientId, clientAuth, fetch: transport.fetch, clock, signal: closeOptions.signal ? AbortSignal.any([closeOptions.signal, timeout]) : timeout }
         const failures: unknown[] = []
         const rt = refreshTokenValue
         refreshTokenValue = undefined
