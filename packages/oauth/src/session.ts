@@ -1,7 +1,7 @@
 import { z } from 'zod'
 import { BoundError, TokenEndpointError, assertSecureUrl, createEmitter, publishEvent, systemClock, type Clock, type Emitter } from '@bound/core'
 import { instrumentSession, type TelemetryOptions } from './telemetry.js'
-import { createDpop, type Dpop, type DpopKey } from '@bound/dpop'
+import { createDpop, generateDpopKey, type Dpop, type DpopKey } from '@bound/dpop'
 import { createTransport, type ClientCertificate, type ClientCertificatePem, type Pem, type Transport } from '@bound/mtls'
 import { noClientAuth, type ClientAuth } from './client-auth.js'
 import { discoverAuthorizationServer, type AuthorizationServerMetadata } from './discovery.js'
@@ -78,6 +78,30 @@ export interface SessionOptions {
   clock?: Clock
   /** Logging and OpenTelemetry (see {@link TelemetryOptions}). Default: silent logs; OpenTelemetry when installed. */
   telemetry?: TelemetryOptions
+  /**
+   * The context tokens are issued under, besides the DPoP key and the client certificate (which
+   * are always part of it): a workload identity and a fingerprint of whatever else must not change
+   * under a token (egress network, deployment revision…). Read on every token need; when a value
+   * changes, every token issued under the old context is dropped before the next request, new
+   * ones are earned, and `context.changed` says which element changed.
+   */
+  context?: {
+    /** The workload's identity. Default: the client certificate's SPIFFE ID, when there is one. */
+    workloadId?: string | (() => string)
+    /** Any string standing for the rest of the context. */
+    fingerprint?: () => string
+  }
+  /**
+   * A posture check: evaluated before a token is earned and, on use, at most every
+   * `postureInterval` seconds. While it says unhealthy, no credentialed request leaves the process
+   * (`ERR_POSTURE_UNHEALTHY` with its reason) and, with `revokeWhenUnhealthy`, held tokens are
+   * revoked; healthy again, the session resumes by itself.
+   */
+  posture?: () => Promise<{ healthy: boolean; reason?: string; claims?: Record<string, unknown> }> | { healthy: boolean; reason?: string; claims?: Record<string, unknown> }
+  /** Seconds a posture answer is reused. Default 10. */
+  postureInterval?: number
+  /** Revoke held tokens (RFC 7009) when the posture turns unhealthy. Default false. */
+  revokeWhenUnhealthy?: boolean
 }
 
 /**
@@ -122,6 +146,10 @@ export interface SessionEvents {
   'challenge.invalid_token': { origin: string; label: string }
   'key.rotated': { previousJkt: string; jkt: string; tokensDropped: number }
   'certificate.rotated': { previousX5t: string; x5t: string; subject: string; tokensDropped: number }
+  /** The context tokens are issued under changed (`element`): tokens of the old context were dropped. */
+  'context.changed': { element: 'workload-id' | 'fingerprint'; tokensDropped: number }
+  /** The posture check changed its answer. */
+  'posture.changed': { healthy: boolean; reason: string | undefined }
   /** A bound fetch met a challenge: `answered` (and retried) or `returned` to the caller. */
   'challenge.handled': { origin: string; kind: string; outcome: 'answered' | 'returned' }
   /** A step-up: `approved` (onStepUp gave parameters or a token), `reused` (a level already approved), `declined`. */
@@ -177,13 +205,18 @@ export interface Session {
    * once; the next request earns one bound to the new key.
    */
   rotateDpopKey(key: DpopKey): void
+  /**
+   * Moves to a freshly generated DPoP key (same alg), drops every token, and revokes (RFC 7009)
+   * the ones it held when the AS has a revocation endpoint (best effort).
+   */
+  rotate(): Promise<void>
   /** The AS metadata (discovered once). */
   metadata(signal?: AbortSignal): Promise<AuthorizationServerMetadata | undefined>
   /**
    * Stops timers and drops tokens; with `revoke: true`, first revokes (RFC 7009) the refresh token
    * and every access token held. Closes the transport it created. Idempotent.
    */
-  close(options?: { revoke?: boolean; signal?: AbortSignal }): Promise<void>
+  close(options?: { revoke?: boolean; signal?: AbortSignal; bestEffort?: boolean }): Promise<void>
   /** `close()` without revocation, for `await using`. */
   [Symbol.asyncDispose](): Promise<void>
 }
@@ -389,11 +422,72 @@ export function createSession(options: SessionOptions): Session {
     },
   })
 
+  // The context element values tokens were last issued under (key and certificate have their own events).
+  let lastContext: { workloadId: string | undefined; fingerprint: string | undefined } | undefined
+  const currentContext = () => {
+    const id = options.context?.workloadId
+    return {
+      workloadId: typeof id === 'function' ? id() : (id ?? transport.clientCertificate?.current().spiffeId),
+      fingerprint: options.context?.fingerprint?.(),
+    }
+  }
+  const checkContext = () => {
+    if (!options.context && !transport.clientCertificate) return ''
+    const now = currentContext()
+    if (lastContext) {
+      for (const element of ['workload-id', 'fingerprint'] as const) {
+        const key = element === 'workload-id' ? 'workloadId' : 'fingerprint'
+        if (now[key] !== lastContext[key]) {
+          // every token of the old context goes before the next request
+          const tokensDropped = manager.dropWhere(() => true)
+          events.emit('context.changed', { element, tokensDropped })
+          break
+        }
+      }
+    }
+    lastContext = now
+    return JSON.stringify([now.workloadId ?? null, now.fingerprint ?? null])
+  }
+
+  // Posture: cached answers, re-asked at most every postureInterval seconds.
+  let posture: { healthy: boolean; reason: string | undefined; at: number } | undefined
+  let postureFlight: Promise<void> | undefined
+  const checkPosture = async () => {
+    if (!options.posture) return
+    const now = clock.now()
+    if (!posture || now - posture.at >= (options.postureInterval ?? 10) * 1000) {
+      postureFlight ??= (async () => {
+        let answer: { healthy: boolean; reason?: string }
+        try {
+          answer = await options.posture!()
+        } catch (err) {
+          answer = { healthy: false, reason: `the posture check failed (${err instanceof Error ? err.message.slice(0, 200) : 'error'})` }
+        }
+        const changed = posture === undefined || posture.healthy !== answer.healthy
+        posture = { healthy: answer.healthy === true, reason: answer.reason, at: clock.now() }
+        if (changed) {
+          events.emit('posture.changed', { healthy: posture.healthy, reason: posture.reason })
+          if (!posture.healthy) {
+            const held = manager.held()
+            manager.clear()
+            if (options.revokeWhenUnhealthy) void revokeHeld(held).catch(() => {})
+          }
+        }
+      })().finally(() => {
+        postureFlight = undefined
+      })
+      await postureFlight
+    }
+    if (posture && !posture.healthy) {
+      throw new BoundError('ERR_POSTURE_UNHEALTHY', `The workload's posture check says unhealthy${posture.reason ? ` (${posture.reason.slice(0, 200)})` : ''}; no credentials are sent until it is healthy again`)
+    }
+  }
+
   const keyFor = (req: TokenRequest) => {
     const resource = req.resource ?? defaultResource
     const scope = req.scope ?? baseGrant.scope
     const extra = req.extra ? Object.fromEntries(Object.entries(req.extra).sort(([a], [b]) => (a < b ? -1 : 1))) : {}
-    const cacheKey = JSON.stringify([resource ?? null, scope ?? null, extra, dpop?.jkt ?? null])
+    const cacheKey = JSON.stringify([resource ?? null, scope ?? null, extra, dpop?.jkt ?? null, checkContext()])
     if (!requests.has(cacheKey)) {
       if (requests.size >= 1000) requests.delete(requests.keys().next().value as string)
       requests.set(cacheKey, { resource, scope, extra })
@@ -406,27 +500,32 @@ export function createSession(options: SessionOptions): Session {
     events.emit('certificate.rotated', { previousX5t: previous.x5t, x5t: current.x5t, subject: current.subject, tokensDropped })
   })
 
-  const close = async (closeOptions: { revoke?: boolean; signal?: AbortSignal } = {}) => {
+  /** RFC 7009: revokes `held` access tokens and, with `refreshToo`, the refresh token. Throws when some could not be. */
+  const revokeHeld = async (held: BoundToken[], refreshToo = false, signal?: AbortSignal) => {
+    const url = await endpoint('revocation_endpoint', signal).catch(() => undefined)
+    if (!url) throw new BoundError('ERR_INVALID_CONFIG', 'the authorization server publishes no revocation_endpoint: nothing could be revoked')
+    const timeout = AbortSignal.timeout((options.tokenRequestTimeout ?? 10) * 1000)
+    const ctx = { endpoint: url, issuer, clientId: options.clientId, clientAuth, fetch: transport.fetch, clock, signal: signal ? AbortSignal.any([signal, timeout]) : timeout }
+    const failures: unknown[] = []
+    const rt = refreshToo ? refreshTokenValue : undefined
+    if (refreshToo) refreshTokenValue = undefined
+    if (rt !== undefined) await revokeToken(ctx, rt, 'refresh_token').then(() => events.emit('token.revoked', { label: 'refresh token', hint: 'refresh_token' }), (e: unknown) => failures.push(e))
+    for (const token of held) {
+      await revokeToken(ctx, token.value, 'access_token').then(() => events.emit('token.revoked', { label: token.label, hint: 'access_token' }), (e: unknown) => failures.push(e))
+    }
+    if (failures.length > 0) throw new BoundError('ERR_TOKEN_ENDPOINT', `${failures.length} token(s) could not be revoked`, { cause: failures[0] })
+  }
+
+  const close = async (closeOptions: { revoke?: boolean; signal?: AbortSignal; bestEffort?: boolean } = {}) => {
     if (closed) return
     closed = true
     offRotated?.()
     const held = manager.held()
     manager.close()
     try {
-      if (closeOptions.revoke) {
-        const url = await endpoint('revocation_endpoint', closeOptions.signal).catch(() => undefined)
-        if (!url) throw new BoundError('ERR_INVALID_CONFIG', 'close({ revoke: true }): the authorization server publishes no revocation_endpoint')
-        const timeout = AbortSignal.timeout((options.tokenRequestTimeout ?? 10) * 1000)
-        const ctx = { endpoint: url, issuer, clientId: options.clientId, clientAuth, fetch: transport.fetch, clock, signal: closeOptions.signal ? AbortSignal.any([closeOptions.signal, timeout]) : timeout }
-        const failures: unknown[] = []
-        const rt = refreshTokenValue
-        refreshTokenValue = undefined
-        if (rt !== undefined) await revokeToken(ctx, rt, 'refresh_token').then(() => events.emit('token.revoked', { label: 'refresh token', hint: 'refresh_token' }), (e: unknown) => failures.push(e))
-        for (const token of held) {
-          await revokeToken(ctx, token.value, 'access_token').then(() => events.emit('token.revoked', { label: token.label, hint: 'access_token' }), (e: unknown) => failures.push(e))
-        }
-        if (failures.length > 0) throw new BoundError('ERR_TOKEN_ENDPOINT', `close: ${failures.length} token(s) could not be revoked`, { cause: failures[0] })
-      }
+      if (closeOptions.revoke) await revokeHeld(held, true, closeOptions.signal).catch((err: unknown) => {
+        if (!closeOptions.bestEffort) throw err
+      })
     } finally {
       refreshTokenValue = undefined
       if (ownTransport) await transport.close()
@@ -468,7 +567,8 @@ export function createSession(options: SessionOptions): Session {
       // RFC 8707: the resource indicator is the metadata's resource, verbatim
       if (defaultResource === undefined) defaultResource = prm.resource
     },
-    token(req = {}) {
+    async token(req = {}) {
+      await checkPosture()
       return manager.get(keyFor(req), req.signal)
     },
     forceRefresh(req = {}) {
@@ -505,8 +605,16 @@ export function createSession(options: SessionOptions): Session {
       const tokensDropped = manager.dropWhere((t) => t.binding.jkt === previousJkt)
       events.emit('key.rotated', { previousJkt, jkt: key.jkt, tokensDropped })
     },
+    async rotate() {
+      if (!dpop) throw new BoundError('ERR_INVALID_CONFIG', 'rotate: this session has no DPoP key')
+      const held = manager.held()
+      session.rotateDpopKey(await generateDpopKey({ alg: dpop.key.alg }))
+      manager.clear()
+      await revokeHeld(held).catch(() => {}) // best effort: the old tokens are bound to a key nobody holds any more
+    },
     close,
-    [Symbol.asyncDispose]: () => close(),
+    // `await using session = createSession(…)`: the session ends with its scope, and what it held is revoked (best effort)
+    [Symbol.asyncDispose]: () => close({ revoke: true, bestEffort: true }),
   }
   instrumentSession(session, options.telemetry)
   return session

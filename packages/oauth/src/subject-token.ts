@@ -68,3 +68,39 @@ export function toTokenSource(source: string | TokenSource, what: string): Token
   if (typeof source !== 'function') throw new BoundError('ERR_INVALID_CONFIG', `${what} must be a string, fromFile(…), fromEnv(…) or a function`)
   return async () => checkToken(await source(), what)
 }
+
+/**
+ * A GitHub Actions job's OIDC token, asked for on every use from the runner's endpoint
+ * (`ACTIONS_ID_TOKEN_REQUEST_URL` with `ACTIONS_ID_TOKEN_REQUEST_TOKEN`; the job needs
+ * `permissions: id-token: write`), for `audience`.
+ *
+ * @example
+ * ```ts
+ * tokenExchange({ subjectToken: fromGitHubActions({ audience: 'https://as.example.com' }), resource })
+ * ```
+ */
+export function fromGitHubActions(options: { audience?: string; env?: NodeJS.ProcessEnv; fetch?: typeof globalThis.fetch } = {}): TokenSource {
+  const env = options.env ?? process.env
+  const fetchFn = options.fetch ?? globalThis.fetch
+  return async () => {
+    const url = env.ACTIONS_ID_TOKEN_REQUEST_URL
+    const bearer = env.ACTIONS_ID_TOKEN_REQUEST_TOKEN
+    if (!url || !bearer) {
+      throw new BoundError('ERR_INVALID_INPUT', 'ACTIONS_ID_TOKEN_REQUEST_URL / ACTIONS_ID_TOKEN_REQUEST_TOKEN are not set: run inside GitHub Actions with `permissions: id-token: write`')
+    }
+    const target = new URL(url)
+    if (options.audience) target.searchParams.set('audience', options.audience)
+    let res: Response
+    try {
+      res = await fetchFn(target, { headers: { authorization: `Bearer ${bearer}`, accept: 'application/json' }, signal: AbortSignal.timeout(10_000) })
+    } catch (err) {
+      throw new BoundError('ERR_NETWORK', `The GitHub Actions OIDC endpoint ${target.origin} could not be reached`, { cause: err })
+    }
+    if (!res.ok) {
+      await res.body?.cancel().catch(() => {})
+      throw new BoundError('ERR_INVALID_INPUT', `The GitHub Actions OIDC endpoint answered HTTP ${res.status}`)
+    }
+    const body = (await res.json().catch(() => undefined)) as { value?: unknown } | undefined
+    return checkToken(body?.value, 'The GitHub Actions OIDC token')
+  }
+}

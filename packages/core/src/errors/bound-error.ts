@@ -31,6 +31,7 @@ export type BoundErrorCode =
   | 'ERR_MTLS_CERTIFICATE_EXPIRED'
   | 'ERR_ABORTED'
   | 'ERR_CLOSED'
+  | 'ERR_POSTURE_UNHEALTHY'
 
 import { publishError } from '../diagnostics.js'
 
