@@ -27,14 +27,44 @@ import {
   type TokenEndpointFaultOptions,
 } from './token-endpoint-faults.js'
 import { createWorkloadIdentityIssuer, type WorkloadIdentityIssuer } from './workload-identity.js'
+import { createMemoryAdapter } from 'oidc-provider/lib/adapters/memory_adapter.js'
+import { createCiba, GRANT_TYPE_CIBA, type CibaControl } from './ciba.js'
+import {
+  ATTEST_JWT_CLIENT_AUTH,
+  ATTEST_JWT_CLIENT_AUTH_DPOP,
+  attestationVerification,
+  createClientAttester,
+  type ClientAttester,
+} from './client-attestation.js'
 
-/** DPoP signature algorithms the testkit servers accept. */
+/**
+ * DPoP signature algorithms the testkit servers accept.
+ *
+ * @example
+ * ```ts
+ * for (const alg of DPOP_SIGNING_ALGS) await generateDpopKey({ alg })
+ * ```
+ */
 export const DPOP_SIGNING_ALGS = ['ES256', 'ES384', 'EdDSA', 'PS256', 'RS256'] as const
 
-/** Default scope of the testkit resource server. */
+/**
+ * Default scope of the testkit resource server.
+ *
+ * @example
+ * ```ts
+ * clientCredentials({ resource: kit.resource, scope: DEFAULT_SCOPE })
+ * ```
+ */
 export const DEFAULT_SCOPE = 'orders:read orders:write'
 
-/** A resource server (audience) the authorization server issues JWT access tokens for. */
+/**
+ * A resource server (audience) the authorization server issues JWT access tokens for.
+ *
+ * @example
+ * ```ts
+ * kit.as.addResource({ resource: 'https://127.0.0.1:8443', scope: 'reports:read', accessTokenTtl: 60 })
+ * ```
+ */
 export interface ResourceRegistration {
   /** The resource indicator / audience, e.g. `https://127.0.0.1:4443`. */
   resource: string
@@ -44,7 +74,14 @@ export interface ResourceRegistration {
   accessTokenTtl?: number
 }
 
-/** Options of {@link startAuthorizationServer}. */
+/**
+ * Options of {@link startAuthorizationServer}.
+ *
+ * @example
+ * ```ts
+ * const as = await startAuthorizationServer({ pki, accessTokenTtl: 30, requireNonce: false })
+ * ```
+ */
 export interface AuthorizationServerOptions {
   /** The PKI whose server certificate the listeners use and whose CA they trust. */
   pki: TestPki
@@ -69,9 +106,26 @@ export interface AuthorizationServerOptions {
   workloadIdentity?: WorkloadIdentityIssuer | { issuer?: string }
   /** Absolute lifetime of refresh token families (token exchange / JWT bearer), seconds; default 86400. */
   refreshTokenTtl?: number
+  /**
+   * The Client Attester whose attestations the `attest_jwt_client_auth` clients present. Default:
+   * one made at start (`https://attester.bound.test`, ES256); pass `{ issuer }` to name it differently.
+   */
+  attester?: ClientAttester | { issuer?: string }
+  /** The `interval` (seconds) of CIBA backchannel authentication responses; default 1. */
+  cibaInterval?: number
+  /** Lifetime of CIBA requests without `requested_expiry`, seconds; default 300 (`requested_expiry` is capped at 600). */
+  cibaRequestTtl?: number
 }
 
-/** Credentials of a client that authenticates with a client secret. */
+/**
+ * Credentials of a client that authenticates with a client secret.
+ *
+ * @example
+ * ```ts
+ * const { clientId, clientSecret }: SecretClient = kit.clients.secretBasic
+ * createSession({ …, clientId, clientAuth: clientSecretBasic(clientSecret) })
+ * ```
+ */
 export interface SecretClient {
   clientId: string
   clientSecret: string
@@ -79,7 +133,15 @@ export interface SecretClient {
   scope: string
 }
 
-/** Credentials of the `private_key_jwt` client. */
+/**
+ * Credentials of the `private_key_jwt` client.
+ *
+ * @example
+ * ```ts
+ * const { clientId, privateJwk, kid }: PrivateKeyJwtClient = kit.clients.privateKeyJwt
+ * createSession({ …, clientId, clientAuth: privateKeyJwt(privateJwk, { kid }) })
+ * ```
+ */
 export interface PrivateKeyJwtClient {
   clientId: string
   authMethod: 'private_key_jwt'
@@ -91,7 +153,15 @@ export interface PrivateKeyJwtClient {
   scope: string
 }
 
-/** Credentials of an RFC 8705 client (`tls_client_auth` or `self_signed_tls_client_auth`). */
+/**
+ * Credentials of an RFC 8705 client (`tls_client_auth` or `self_signed_tls_client_auth`).
+ *
+ * @example
+ * ```ts
+ * const c: MtlsClient = kit.clients.tlsClientAuth
+ * createSession({ …, clientId: c.clientId, clientAuth: tlsClientAuth(), clientCertificate: { cert: c.certificate.certPem, key: c.certificate.keyPem } })
+ * ```
+ */
 export interface MtlsClient {
   clientId: string
   authMethod: 'tls_client_auth' | 'self_signed_tls_client_auth'
@@ -102,14 +172,48 @@ export interface MtlsClient {
   scope: string
 }
 
-/** A public client (`token_endpoint_auth_method: none`), for the token exchange and JWT bearer grants. */
+/**
+ * A public client (`token_endpoint_auth_method: none`), for the token exchange and JWT bearer grants.
+ *
+ * @example
+ * ```ts
+ * createSession({ …, clientId: kit.clients.publicClient.clientId, clientAuth: noClientAuth(), grant: tokenExchange({ subjectToken: await kit.workloadIdentity.mintToken() }) })
+ * ```
+ */
 export interface PublicClient {
   clientId: string
   authMethod: 'none'
   scope: string
 }
 
-/** Every client registered at the testkit authorization server. */
+/**
+ * A client that authenticates with OAuth attestation-based client authentication
+ * (draft-ietf-oauth-attestation-based-client-auth): an `OAuth-Client-Attestation` from the testkit's
+ * Client Attester plus an `OAuth-Client-Attestation-PoP` (`attest_jwt_client_auth`), or a DPoP
+ * proof made with the attested key (`attest_jwt_client_auth_dpop`, DPoP combined mode).
+ *
+ * @example
+ * ```ts
+ * const { clientId }: AttestedClient = kit.clients.attested
+ * const attestation = await kit.attester.issue({ clientId, cnfJwk: instancePublicJwk })
+ * ```
+ */
+export interface AttestedClient {
+  clientId: string
+  authMethod: 'attest_jwt_client_auth' | 'attest_jwt_client_auth_dpop'
+  /** Scopes it may ask for, e.g. in a CIBA request (with `openid`). */
+  scope: string
+}
+
+/**
+ * Every client registered at the testkit authorization server.
+ *
+ * @example
+ * ```ts
+ * const clients: TestClients = kit.clients
+ * clients.secretBasic.clientId // 'secret-basic'
+ * ```
+ */
 export interface TestClients {
   /** `client_secret_basic`; its secret needs form-url-encoding (RFC 6749 §2.3.1). */
   secretBasic: SecretClient
@@ -128,9 +232,28 @@ export interface TestClients {
    * credentials). Its refresh tokens are bound to the DPoP key of the first token.
    */
   publicClient: PublicClient
+  /**
+   * `client_secret_basic`, allowed the CIBA grant (poll mode) besides client credentials and the
+   * workload grants; its `scope` is `openid orders:read orders:write`.
+   */
+  ciba: SecretClient
+  /**
+   * `attest_jwt_client_auth` (attestation + PoP JWT headers); client credentials, CIBA and the
+   * workload grants.
+   */
+  attested: AttestedClient
+  /** `attest_jwt_client_auth_dpop` (attestation + DPoP proof with the attested key, DPoP combined mode). */
+  attestedDpop: AttestedClient
 }
 
-/** Token endpoint statistics of the authorization server. */
+/**
+ * Token endpoint statistics of the authorization server.
+ *
+ * @example
+ * ```ts
+ * const { tokensIssued, nonceChallenges, byBinding }: AuthorizationServerCounters = kit.as.counters()
+ * ```
+ */
 export interface AuthorizationServerCounters {
   /** POSTs to the token endpoint, on both listeners. */
   tokenRequests: number
@@ -156,9 +279,31 @@ export interface AuthorizationServerCounters {
   revocations: number
   /** Token requests answered (or delayed) by a {@link AuthorizationServer.setFault} fault. */
   faulted: number
+  /** Successful CIBA backchannel authentication requests. */
+  cibaRequests: number
+  /** CIBA polls answered `slow_down`. */
+  cibaSlowDowns: number
+  /** Requests (any endpoint) whose client authenticated with a valid attestation and PoP. */
+  attestationsVerified: number
+  /**
+   * Requests that presented an attestation or PoP header, or named an attestation client, and
+   * failed client authentication (`invalid_client` and other errors, but not `use_attestation_challenge`).
+   */
+  attestationsRejected: number
+  /** `use_attestation_challenge` answers (a PoP without a valid `challenge`). */
+  attestationChallenges: number
 }
 
-/** A running oidc-provider authorization server on 127.0.0.1. */
+/**
+ * A running oidc-provider authorization server on 127.0.0.1.
+ *
+ * @example
+ * ```ts
+ * const as: AuthorizationServer = kit.as
+ * as.setFault({ kind: 'status', status: 503, retryAfter: 2 }, { times: 1 })
+ * await as.stop() // an outage; as.start() listens again on the same ports
+ * ```
+ */
 export interface AuthorizationServer {
   /** `https://127.0.0.1:PORT` */
   issuer: string
@@ -196,6 +341,17 @@ export interface AuthorizationServer {
   revocationEndpoint: string
   mtlsRevocationEndpoint: string
   jwksUri: string
+  /** CIBA `backchannel_authentication_endpoint` (`/backchannel`). */
+  backchannelAuthenticationEndpoint: string
+  /** Attestation `challenge_endpoint` (`/challenge`): POST, answers `{ attestation_challenge }` (and a DPoP nonce). */
+  challengeEndpoint: string
+  /**
+   * CIBA (poll mode) approval hooks: see the requests the AS received and approve, deny or expire
+   * them; `slow_down` and `interval` control.
+   */
+  ciba: CibaControl
+  /** The Client Attester the AS trusts for `attest_jwt_client_auth` / `attest_jwt_client_auth_dpop`. */
+  attester: ClientAttester
   /** The public signing keys. */
   jwks: { keys: JWK[] }
   clients: TestClients
@@ -233,6 +389,11 @@ function newCounters(): AuthorizationServerCounters {
     refreshReuseDetected: 0,
     revocations: 0,
     faulted: 0,
+    cibaRequests: 0,
+    cibaSlowDowns: 0,
+    attestationsVerified: 0,
+    attestationsRejected: 0,
+    attestationChallenges: 0,
   }
 }
 
@@ -313,6 +474,14 @@ function makeSecret(): string {
   return `p@ss:w+rd/~${randomBytes(12).toString('base64url')}`
 }
 
+/** oidc-provider's default `clockTolerance` (seconds), which its memory adapter adds to lifetimes. */
+const OIDC_CLOCK_TOLERANCE = 15
+
+const ATTESTATION_METHODS = new Set<string>([ATTEST_JWT_CLIENT_AUTH, ATTEST_JWT_CLIENT_AUTH_DPOP])
+
+/** How long expired CIBA requests stay stored (so that polls get `expired_token`), seconds. */
+const CIBA_RETENTION_SECONDS = 600
+
 /** Path of a request target, without the query. */
 function targetPath(url: string | undefined): string {
   const target = url ?? '/'
@@ -330,6 +499,14 @@ function targetPath(url: string | undefined): string {
  * and introspection, plus token endpoint fault injection.
  *
  * For tests only.
+ *
+ * @example
+ * ```ts
+ * const pki = await createTestPki()
+ * const as = await startAuthorizationServer({ pki, resources: ['https://127.0.0.1:8443'] })
+ * // … as.issuer, as.clients …
+ * await as.close()
+ * ```
  */
 export async function startAuthorizationServer(options: AuthorizationServerOptions): Promise<AuthorizationServer> {
   const { pki } = options
@@ -450,6 +627,11 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
       defaultAudience: issuer,
     })
 
+  const attesterOption = options.attester
+  const attester: ClientAttester = attesterOption !== undefined && 'issue' in attesterOption
+    ? attesterOption
+    : await createClientAttester(attesterOption?.issuer === undefined ? {} : { issuer: attesterOption.issuer })
+
   // Clients.
   const scope = DEFAULT_SCOPE
   const clientKeys = generateKeyPairSync('ec', { namedCurve: 'P-256' })
@@ -492,9 +674,12 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
       scope,
     },
     publicClient: { clientId: 'public-client', authMethod: 'none', scope },
+    ciba: { clientId: 'ciba', clientSecret: makeSecret(), authMethod: 'client_secret_basic', scope: `openid ${scope}` },
+    attested: { clientId: 'attested', authMethod: ATTEST_JWT_CLIENT_AUTH, scope: `openid ${scope}` },
+    attestedDpop: { clientId: 'attested-dpop', authMethod: ATTEST_JWT_CLIENT_AUTH_DPOP, scope: `openid ${scope}` },
   }
 
-  announceSecret(clients.secretBasic.clientSecret, clients.secretPost.clientSecret, clients.dpopRequired.clientSecret, clientPrivateJwk.d, clientKeys.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString())
+  announceSecret(clients.secretBasic.clientSecret, clients.secretPost.clientSecret, clients.dpopRequired.clientSecret, clients.ciba.clientSecret, clientPrivateJwk.d, clientKeys.privateKey.export({ format: 'pem', type: 'pkcs8' }).toString())
   // Every client may use client credentials and the workload grants; `offline_access` asks the
   // workload grants for a refresh token.
   const workloadGrants = [GRANT_TYPE_TOKEN_EXCHANGE, GRANT_TYPE_JWT_BEARER, 'refresh_token']
@@ -541,6 +726,24 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
       client_id: clients.publicClient.clientId,
       token_endpoint_auth_method: 'none',
     },
+    // CIBA (poll mode) needs `openid` in the request, hence in the client's scope.
+    {
+      ...base,
+      grant_types: [...base.grant_types, GRANT_TYPE_CIBA],
+      backchannel_token_delivery_mode: 'poll',
+      scope: `openid ${base.scope}`,
+      client_id: clients.ciba.clientId,
+      client_secret: clients.ciba.clientSecret,
+      token_endpoint_auth_method: 'client_secret_basic',
+    },
+    ...[clients.attested, clients.attestedDpop].map((client) => ({
+      ...base,
+      grant_types: [...base.grant_types, GRANT_TYPE_CIBA],
+      backchannel_token_delivery_mode: 'poll',
+      scope: `openid ${base.scope}`,
+      client_id: client.clientId,
+      token_endpoint_auth_method: client.authMethod,
+    })),
   ]
 
   // Resources.
@@ -573,6 +776,26 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
   // Claims set by the workload grants (`sub`, carried step-up claims), applied to the JWT.
   const tokenOverrides = new WeakMap<object, Record<string, unknown>>()
 
+  const ciba = createCiba({
+    endpoint: `${issuer}/backchannel`,
+    counters: () => counters,
+    log,
+    ...(options.cibaInterval === undefined ? {} : { interval: options.cibaInterval }),
+  })
+  const cibaRequestTtl = options.cibaRequestTtl ?? 300
+  const attestation = attestationVerification(attester)
+
+  // oidc-provider's per-provider memory store, except that CIBA requests are kept past their expiry
+  // (their polls get `expired_token` rather than `invalid_grant` "not found").
+  const memory = createMemoryAdapter(OIDC_CLOCK_TOLERANCE)
+  const adapter = (model: string): unknown => {
+    const store = memory(model)
+    if (model !== 'BackchannelAuthenticationRequest') return store
+    const upsert = store.upsert.bind(store)
+    store.upsert = (id, payload, expiresIn) => upsert(id, payload, typeof expiresIn === 'number' ? Math.max(expiresIn, 0) + CIBA_RETENTION_SECONDS : expiresIn)
+    return store
+  }
+
   const provider = new Provider(issuer, {
     clients: clientMetadata,
     jwks: { keys: [signingJwk] },
@@ -585,6 +808,12 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
     cookies: { keys: [randomBytes(32).toString('base64url')] },
     scopes: ['openid', 'offline_access', 'orders:read', 'orders:write'],
     responseTypes: ['none'],
+    adapter,
+    // CIBA users: any account id (a login_hint) exists.
+    findAccount: async (_ctx: unknown, accountId: string) => ({
+      accountId,
+      claims: async () => ({ sub: accountId }),
+    }),
     clientAuthMethods: [
       'none',
       'client_secret_basic',
@@ -593,13 +822,35 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
       'private_key_jwt',
       'tls_client_auth',
       'self_signed_tls_client_auth',
+      ATTEST_JWT_CLIENT_AUTH,
+      ATTEST_JWT_CLIENT_AUTH_DPOP,
     ],
-    ttl: { ClientCredentials: accessTokenTtl, AccessToken: accessTokenTtl },
+    ttl: {
+      ClientCredentials: accessTokenTtl,
+      AccessToken: accessTokenTtl,
+      // CIBA: the request lives `requested_expiry` seconds (at most 600) or cibaRequestTtl.
+      BackchannelAuthenticationRequest: (ctx: OidcKoaContext | undefined) => {
+        const requested = Number(firstString(ctx?.oidc?.params?.['requested_expiry']))
+        return Number.isSafeInteger(requested) && requested > 0 ? Math.min(600, requested) : cibaRequestTtl
+      },
+      Grant: 86_400,
+      IdToken: 3600,
+      RefreshToken: refreshTokenTtl,
+    },
     enabledJWA: {
       dPoPSigningAlgValues: [...DPOP_SIGNING_ALGS],
     },
     features: {
       devInteractions: { enabled: false },
+      ciba: ciba.feature,
+      // draft-ietf-oauth-attestation-based-client-auth as implemented by oidc-provider 9.13 ("draft-12").
+      attestClientAuth: {
+        enabled: true,
+        ack: 'draft-12',
+        challengeSecret: randomBytes(32),
+        getAttestationSignaturePublicKey: attestation.getAttestationSignaturePublicKey,
+        assertAttestationJwtAndPop: attestation.assertAttestationJwtAndPop,
+      },
       clientCredentials: { enabled: true },
       introspection: { enabled: true },
       revocation: { enabled: true },
@@ -638,12 +889,16 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
         },
       },
     },
-    extraTokenClaims: async (ctx: OidcKoaContext) => stepUpClaims(ctx.oidc?.body),
+    extraTokenClaims: async (ctx: OidcKoaContext | undefined, token: { gty?: string }) => {
+      const claims = { ...stepUpClaims(ctx?.oidc?.body), ...ciba.tokenClaims(ctx, token) }
+      return Object.keys(claims).length > 0 ? claims : undefined
+    },
     discovery: {
       mtls_endpoint_aliases: {
         token_endpoint: `${mtlsOrigin}/token`,
         revocation_endpoint: `${mtlsOrigin}/token/revocation`,
         introspection_endpoint: `${mtlsOrigin}/token/introspection`,
+        backchannel_authentication_endpoint: `${mtlsOrigin}/backchannel`,
       },
     },
   })
@@ -750,7 +1005,7 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
         if (clientId !== undefined) bump(counters.issuedByClient, clientId)
         const grantType = firstString(ctx.oidc?.params?.['grant_type']) ?? firstString(ctx.oidc?.body?.['grant_type'])
         if (grantType !== undefined) bump(counters.byGrant, grantType)
-        const token = ctx.oidc?.entities['ClientCredentials'] as { 'x5t#S256'?: string } | undefined
+        const token = (ctx.oidc?.entities['ClientCredentials'] ?? ctx.oidc?.entities['AccessToken']) as { 'x5t#S256'?: string } | undefined
         const dpop = body.token_type?.toLowerCase() === 'dpop'
         const mtls = token?.['x5t#S256'] !== undefined
         if (dpop) counters.byBinding.dpop += 1
@@ -764,6 +1019,25 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
     }
   }
   provider.use(countTokenRequests)
+  // Attestation-based client authentication outcomes (any endpoint that authenticates clients).
+  provider.use(async (ctx, next) => {
+    const attestationHeader = ctx.get('oauth-client-attestation')
+    const popHeader = ctx.get('oauth-client-attestation-pop')
+    announceSecret(attestationHeader || undefined, popHeader || undefined)
+    try {
+      await next()
+    } finally {
+      const client = ctx.oidc?.client
+      const involved = attestationHeader !== '' || popHeader !== '' || (client !== undefined && ATTESTATION_METHODS.has(client.clientAuthMethod))
+      if (involved) {
+        const error = (ctx.body as { error?: unknown } | undefined)?.error
+        if (ctx.oidc?.clientAttestation !== undefined) counters.attestationsVerified += 1
+        else if (error === 'use_attestation_challenge') counters.attestationChallenges += 1
+        else if (ctx.status >= 400 && error !== 'use_dpop_nonce') counters.attestationsRejected += 1
+      }
+    }
+  })
+  ciba.install(provider)
   // leak scans: everything secret that crosses the token and revocation endpoints
   provider.use(async (ctx, next) => {
     await next()
@@ -824,6 +1098,10 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
     revocationEndpoint: `${issuer}/token/revocation`,
     mtlsRevocationEndpoint: `${mtlsOrigin}/token/revocation`,
     jwksUri: `${issuer}/jwks`,
+    backchannelAuthenticationEndpoint: `${issuer}/backchannel`,
+    challengeEndpoint: `${issuer}/challenge`,
+    ciba: ciba.control,
+    attester,
     jwks: { keys: [publicSigningJwk] },
     clients,
     workloadIdentity,

@@ -2,10 +2,24 @@ import { randomBytes } from 'node:crypto'
 import { decodeJwt, type JWTPayload } from 'jose'
 import type { DecodedProof } from './dpop-proof-check.js'
 
-/** How a request's access token was bound. */
+/**
+ * How a request's access token was bound.
+ *
+ * @example
+ * ```ts
+ * expect(kit.rs.seen().every((r) => r.binding === ('dpop' satisfies Binding))).toBe(true)
+ * ```
+ */
 export type Binding = 'dpop' | 'mtls' | 'bearer'
 
-/** An RFC 9470 step-up requirement. */
+/**
+ * An RFC 9470 step-up requirement.
+ *
+ * @example
+ * ```ts
+ * kit.rs.requireStepUp('/admin', { acr_values: 'urn:example:mfa', max_age: 300 } satisfies StepUpRequirement)
+ * ```
+ */
 export interface StepUpRequirement {
   /** Space-separated acceptable `acr` values. */
   acr_values: string
@@ -18,10 +32,22 @@ export interface StepUpRequirement {
  * Members under `access_token` (or top-level members when there is no `access_token`) are
  * required in the token: with `value` they must equal it, with `values` be one of them, otherwise
  * just be present.
+ *
+ * @example
+ * ```ts
+ * kit.rs.requireClaims('/payments', { access_token: { acrs: { essential: true, value: 'cp1' } } } satisfies ClaimsRequest)
+ * ```
  */
 export type ClaimsRequest = Record<string, unknown>
 
-/** Request statistics of the resource server. */
+/**
+ * Request statistics of the resource server.
+ *
+ * @example
+ * ```ts
+ * const { verified, nonceChallenges, byBinding }: ResourceServerCounters = kit.rs.counters()
+ * ```
+ */
 export interface ResourceServerCounters {
   /** Requests to protected paths. */
   requests: number
@@ -53,7 +79,14 @@ export interface ResourceServerCounters {
   tokensSeen: number
 }
 
-/** One protected request, as recorded by {@link ResourceServerControl.seen}. */
+/**
+ * One protected request, as recorded by {@link ResourceServerControl.seen}.
+ *
+ * @example
+ * ```ts
+ * expect(kit.rs.seen().every((r: SeenRequest) => r.exp === undefined || r.exp * 1000 > r.at)).toBe(true) // no expired token was sent
+ * ```
+ */
 export interface SeenRequest {
   method: string
   path: string
@@ -77,7 +110,15 @@ export interface SeenRequest {
   at: number
 }
 
-/** The in-process controls of a resource server. */
+/**
+ * The in-process controls of a resource server.
+ *
+ * @example
+ * ```ts
+ * kit.rs.revokeToken((await session.token()).value) // the next request meets invalid_token
+ * kit.rs.clearRevocations()
+ * ```
+ */
 export interface ResourceServerControl {
   /** Turns DPoP nonce enforcement on or off (on creates a nonce when there is none). */
   requireNonce(on: boolean): void
@@ -87,6 +128,8 @@ export interface ResourceServerControl {
   currentNonce(): string | undefined
   /** Whether nonces are enforced. */
   nonceRequired(): boolean
+  /** The nonce before the last rotation (accepted only with `acceptPreviousNonce`). */
+  previousNonce(): string | undefined
   /** Rejects this access token (by its `jti`) from now on. */
   revokeToken(accessToken: string): void
   /** Rejects the access token with this `jti` from now on. */
@@ -187,6 +230,7 @@ export interface ResourceServerState extends ResourceServerControl {
 export function createResourceServerState(options: { requireNonce: boolean; replayWindowSeconds: number }): ResourceServerState {
   let nonceRequired = options.requireNonce
   let nonce: string | undefined = nonceRequired ? newNonce() : undefined
+  let previousNonce: string | undefined
   const replay = new Map<string, number>()
   const revokedJtis = new Set<string>()
   const revokedClients = new Map<string, number>()
@@ -210,10 +254,12 @@ export function createResourceServerState(options: { requireNonce: boolean; repl
       if (on) nonce ??= newNonce()
     },
     rotateNonce() {
+      previousNonce = nonce
       nonce = newNonce()
       return nonce
     },
     currentNonce: () => nonce,
+    previousNonce: () => previousNonce,
     nonceRequired: () => nonceRequired,
     revokeToken(accessToken) {
       const { jti } = decodeJwt(accessToken)

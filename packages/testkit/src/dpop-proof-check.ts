@@ -10,7 +10,15 @@ import {
   type JWTVerifyGetKey,
 } from 'jose'
 
-/** A decoded, verified DPoP proof. */
+/**
+ * A decoded, verified DPoP proof.
+ *
+ * @example
+ * ```ts
+ * const proof: DecodedProof | undefined = kit.rs.counters().lastProof
+ * expect(proof?.payload.htu).toBe(`${kit.api}/orders`)
+ * ```
+ */
 export interface DecodedProof {
   header: JWTHeaderParameters
   payload: JWTPayload

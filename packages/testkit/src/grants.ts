@@ -22,15 +22,50 @@ import {
 import instance from 'oidc-provider/lib/helpers/weak_cache.js'
 import type { WorkloadIdentityIssuer } from './workload-identity.js'
 
-/** RFC 8693 token exchange grant type. */
+/**
+ * RFC 8693 token exchange grant type.
+ *
+ * @example
+ * ```ts
+ * expect(kit.as.counters().byGrant[GRANT_TYPE_TOKEN_EXCHANGE]).toBe(1)
+ * ```
+ */
 export const GRANT_TYPE_TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange'
-/** RFC 7523 JWT bearer grant type. */
+/**
+ * RFC 7523 JWT bearer grant type.
+ *
+ * @example
+ * ```ts
+ * expect(kit.as.counters().byGrant[GRANT_TYPE_JWT_BEARER]).toBe(1)
+ * ```
+ */
 export const GRANT_TYPE_JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer'
-/** RFC 8693 token type of an access token (the `issued_token_type` of token exchange). */
+/**
+ * RFC 8693 token type of an access token (the `issued_token_type` of token exchange).
+ *
+ * @example
+ * ```ts
+ * expect(tokenResponse.issued_token_type).toBe(TOKEN_TYPE_ACCESS_TOKEN)
+ * ```
+ */
 export const TOKEN_TYPE_ACCESS_TOKEN = 'urn:ietf:params:oauth:token-type:access_token'
-/** RFC 8693 token type of a JWT (accepted `subject_token_type`). */
+/**
+ * RFC 8693 token type of a JWT (accepted `subject_token_type`).
+ *
+ * @example
+ * ```ts
+ * tokenExchange({ subjectToken, subjectTokenType: TOKEN_TYPE_JWT, resource: kit.resource })
+ * ```
+ */
 export const TOKEN_TYPE_JWT = 'urn:ietf:params:oauth:token-type:jwt'
-/** RFC 8693 token type of an ID token (accepted `subject_token_type`). */
+/**
+ * RFC 8693 token type of an ID token (accepted `subject_token_type`).
+ *
+ * @example
+ * ```ts
+ * tokenExchange({ subjectToken: idToken, subjectTokenType: TOKEN_TYPE_ID_TOKEN, resource: kit.resource })
+ * ```
+ */
 export const TOKEN_TYPE_ID_TOKEN = 'urn:ietf:params:oauth:token-type:id_token'
 
 const SUBJECT_TOKEN_TYPES = new Set([TOKEN_TYPE_JWT, TOKEN_TYPE_ID_TOKEN])
@@ -39,10 +74,24 @@ const STORE_PRUNE_THRESHOLD = 10_000
 const FAMILY_ACCESS_TOKENS_LIMIT = 100
 const USED_ASSERTIONS_LIMIT = 100_000
 
-/** Why access tokens were revoked (see {@link AccessTokenRevocation}). */
+/**
+ * Why access tokens were revoked (see {@link AccessTokenRevocation}).
+ *
+ * @example
+ * ```ts
+ * kit.as.onAccessTokenRevoked(({ reason }: { reason: RevocationReason }) => console.log(reason)) // e.g. 'refresh_token_reuse'
+ * ```
+ */
 export type RevocationReason = 'revocation_endpoint' | 'refresh_token_revoked' | 'refresh_token_reuse'
 
-/** An access token the authorization server revoked; resource servers subscribe to these. */
+/**
+ * An access token the authorization server revoked; resource servers subscribe to these.
+ *
+ * @example
+ * ```ts
+ * const off = kit.as.onAccessTokenRevoked((r: AccessTokenRevocation) => revoked.add(r.jti))
+ * ```
+ */
 export interface AccessTokenRevocation {
   /** The access token's `jti`. */
   jti: string

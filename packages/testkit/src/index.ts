@@ -3,6 +3,7 @@
  * certificate-bound (RFC 8705) access tokens. For tests only, never for production.
  *
  * @packageDocumentation
+ * @module @bound/testkit
  */
 export { startTestkit } from './testkit.js'
 export type { Testkit, TestkitOptions } from './testkit.js'
@@ -12,6 +13,7 @@ export type { ClientCertificateOptions, TestCertificate, TestPki, TestPkiOptions
 
 export { startAuthorizationServer, DEFAULT_SCOPE, DPOP_SIGNING_ALGS } from './authorization-server.js'
 export type {
+  AttestedClient,
   AuthorizationServer,
   AuthorizationServerCounters,
   AuthorizationServerOptions,
@@ -32,6 +34,20 @@ export {
 } from './grants.js'
 export type { AccessTokenRevocation, RevocationReason } from './grants.js'
 export type { TokenEndpointFault, TokenEndpointFaultOptions } from './token-endpoint-faults.js'
+
+export { GRANT_TYPE_CIBA } from './ciba.js'
+export type { CibaApproval, CibaControl, CibaDenial, CibaRequest, CibaRequestStatus } from './ciba.js'
+
+export {
+  ATTEST_JWT_CLIENT_AUTH,
+  ATTEST_JWT_CLIENT_AUTH_DPOP,
+  ATTESTATION_POP_MAX_AGE_SECONDS,
+  CLIENT_ATTESTATION_POP_TYP,
+  CLIENT_ATTESTATION_TYP,
+  createClientAttester,
+  DEFAULT_ATTESTER_ISSUER,
+} from './client-attestation.js'
+export type { ClientAttestationOptions, ClientAttester, ClientAttesterOptions } from './client-attestation.js'
 
 export {
   createWorkloadIdentityIssuer,

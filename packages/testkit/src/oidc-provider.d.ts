@@ -32,6 +32,8 @@ declare module 'oidc-provider' {
     provider: Provider
     entities: Record<string, unknown>
     requestParamScopes: Set<string>
+    /** Set by oidc-provider once attestation-based client authentication succeeded. */
+    clientAttestation?: { method: 'attestation_pop_jwt' | 'dpop_combined'; signal: boolean }
     entity(name: string, value: unknown): void
   }
 
@@ -57,6 +59,31 @@ declare module 'oidc-provider' {
     save(): Promise<string>
   }
 
+  /** An instance of `provider.BackchannelAuthenticationRequest` (CIBA). */
+  export interface BackchannelAuthenticationRequestInstance {
+    jti: string
+    clientId: string
+    accountId: string
+    scope?: string
+    resource?: string | string[]
+    params?: Record<string, unknown>
+    exp?: number
+    consumed?: number
+    acr?: string
+    authTime?: number
+    errorDescription?: string
+    readonly expiration: number
+    save(): Promise<string>
+  }
+
+  /** An instance of `provider.Grant`. */
+  export interface GrantInstance {
+    jti?: string
+    addOIDCScope(scope: string): void
+    addResourceScope(resource: string, scope: string): void
+    save(): Promise<string>
+  }
+
   export interface ProviderError extends Error {
     error?: string
     error_description?: string
@@ -75,6 +102,15 @@ declare module 'oidc-provider' {
     readonly Client: { find(clientId: string): Promise<{ clientId: string } | undefined> }
     readonly ClientCredentials: new (init: { client: OidcClient; scope?: string | undefined }) => ClientCredentialsToken
     readonly ResourceServer: new (identifier: string, data: Record<string, unknown>) => ResourceServerInstance
+    readonly BackchannelAuthenticationRequest: {
+      find(id: string, options?: { ignoreExpiration?: boolean }): Promise<BackchannelAuthenticationRequestInstance | undefined>
+    }
+    readonly Grant: new (init: { accountId: string; clientId: string }) => GrantInstance
+    backchannelResult(
+      request: BackchannelAuthenticationRequestInstance,
+      result: GrantInstance | ProviderError,
+      options?: { acr?: string; amr?: string[]; authTime?: number },
+    ): Promise<void>
     proxy: boolean
     callback(): (req: IncomingMessage, res: ServerResponse) => void
     use(middleware: KoaMiddleware): this
@@ -87,6 +123,11 @@ declare module 'oidc-provider' {
     InvalidGrant: new (detail?: string) => ProviderError
     InvalidRequest: new (description?: string) => ProviderError
     InvalidScope: new (description: string, scope?: string) => ProviderError
+    InvalidClientAuth: new (detail?: string) => ProviderError
+    AccessDenied: new (description?: string) => ProviderError
+    TransactionFailed: new (description?: string) => ProviderError
+    SlowDown: new (description?: string) => ProviderError
+    InvalidBindingMessage: new (description?: string) => ProviderError
   }
 
   export default Provider
@@ -129,4 +170,14 @@ declare module 'oidc-provider/lib/helpers/weak_cache.js' {
 
   /** oidc-provider's private per-instance state. */
   export default function instance(provider: Provider): { grantTypeHandlers: Map<string, GrantHandler> }
+}
+
+declare module 'oidc-provider/lib/adapters/memory_adapter.js' {
+  export interface MemoryAdapterInstance {
+    upsert(id: string, payload: Record<string, unknown>, expiresIn?: number): Promise<void>
+    [method: string]: unknown
+  }
+
+  /** A per-provider in-memory store (what oidc-provider uses when no adapter is configured). */
+  export function createMemoryAdapter(clockTolerance?: number): (model: string) => MemoryAdapterInstance
 }

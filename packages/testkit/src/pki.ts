@@ -8,7 +8,15 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
-/** A certificate and its private key, written to disk as PEM files. */
+/**
+ * A certificate and its private key, written to disk as PEM files.
+ *
+ * @example
+ * ```ts
+ * const { certFile, keyFile, x5tS256, spiffeId }: TestCertificate = kit.pki.workload
+ * const certificate = await loadClientCertificate({ certFile, keyFile })
+ * ```
+ */
 export interface TestCertificate {
   /** Absolute path of the PEM certificate. */
   certFile: string
@@ -32,7 +40,14 @@ export interface TestCertificate {
   notAfter: Date
 }
 
-/** Options of {@link createTestPki}. */
+/**
+ * Options of {@link createTestPki}.
+ *
+ * @example
+ * ```ts
+ * const pki = await createTestPki({ trustDomain: 'example.org', parentDir: '/tmp' })
+ * ```
+ */
 export interface TestPkiOptions {
   /** Folder to create the temporary PKI folder in; default `os.tmpdir()`. */
   parentDir?: string
@@ -40,7 +55,14 @@ export interface TestPkiOptions {
   trustDomain?: string
 }
 
-/** Options of {@link TestPki.issueClientCertificate}. */
+/**
+ * Options of {@link TestPki.issueClientCertificate}.
+ *
+ * @example
+ * ```ts
+ * const shortLived = await pki.issueClientCertificate({ name: 'short', commonName: 'orders-worker', notAfter: new Date(Date.now() + 60_000) })
+ * ```
+ */
 export interface ClientCertificateOptions {
   /** File name stem used for the PEM files, e.g. `tenant-a`. */
   name: string
@@ -59,6 +81,13 @@ export interface ClientCertificateOptions {
 /**
  * A throw-away PKI for tests: a CA, a server certificate for 127.0.0.1 / localhost and a set of
  * client certificates, all as PEM files in a temporary folder.
+ *
+ * @example
+ * ```ts
+ * const pki: TestPki = await createTestPki()
+ * const agent = new Agent({ connect: { ca: pki.caPem, cert: pki.workload.certPem, key: pki.workload.keyPem } })
+ * await pki.remove()
+ * ```
  */
 export interface TestPki {
   /** The temporary folder holding every PEM file. */
@@ -121,7 +150,14 @@ async function keyPemOf(keys: webcrypto.CryptoKeyPair): Promise<string> {
   return KeyObject.from(keys.privateKey).export({ type: 'pkcs8', format: 'pem' }).toString()
 }
 
-/** base64url(SHA-256(der)): the RFC 8705 `x5t#S256` thumbprint of a DER certificate. */
+/**
+ * base64url(SHA-256(der)): the RFC 8705 `x5t#S256` thumbprint of a DER certificate.
+ *
+ * @example
+ * ```ts
+ * certificateThumbprint(new X509Certificate(pem).raw) // compare with cnf["x5t#S256"]
+ * ```
+ */
 export function certificateThumbprint(der: Uint8Array | ArrayBuffer): string {
   const bytes = der instanceof ArrayBuffer ? new Uint8Array(der) : der
   return createHash('sha256').update(bytes).digest('base64url')
@@ -200,6 +236,16 @@ function clientExtensions(uri: string | undefined): x509.Extension[] {
  * SPIFFE ID, new key), `other`, `selfSigned` and `expired`.
  *
  * For tests only: the CA key lives in a world-readable temp folder.
+ *
+ * @example
+ * ```ts
+ * const pki = await createTestPki()
+ * try {
+ *   const certificate = await loadClientCertificate({ certFile: pki.workload.certFile, keyFile: pki.workload.keyFile })
+ * } finally {
+ *   await pki.remove()
+ * }
+ * ```
  */
 export async function createTestPki(options: TestPkiOptions = {}): Promise<TestPki> {
   const dir = await mkdtemp(join(options.parentDir ?? tmpdir(), 'bound-testkit-'))

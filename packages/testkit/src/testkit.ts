@@ -7,8 +7,17 @@ import {
 import { createTestPki, type TestPki } from './pki.js'
 import { startResourceServer, type ResourceServer } from './resource-server.js'
 import type { WorkloadIdentityIssuer } from './workload-identity.js'
+import type { CibaControl } from './ciba.js'
+import type { ClientAttester } from './client-attestation.js'
 
-/** Options of {@link startTestkit}. */
+/**
+ * Options of {@link startTestkit}.
+ *
+ * @example
+ * ```ts
+ * const kit = await startTestkit({ accessTokenTtl: 4, rsRequiresNonce: false, verbose: true })
+ * ```
+ */
 export interface TestkitOptions {
   /** Access token lifetime in seconds; default 300. */
   accessTokenTtl?: number
@@ -18,13 +27,26 @@ export interface TestkitOptions {
   asRequiresNonce?: boolean
   /** The resource server demands DPoP nonces; default true. */
   rsRequiresNonce?: boolean
+  /** The RS also accepts the nonce from before its last rotation (a grace window); default false. */
+  rsAcceptsPreviousNonce?: boolean
   /** Accept unbound Bearer tokens at the resource server; default false. */
   allowUnboundBearer?: boolean
   /** Log authorization server error details and resource server rejections to stderr; default false. */
   verbose?: boolean
+  /** The `interval` (seconds) of CIBA backchannel authentication responses; default 1. */
+  cibaInterval?: number
 }
 
-/** A running authorization server, resource server and PKI. */
+/**
+ * A running authorization server, resource server and PKI.
+ *
+ * @example
+ * ```ts
+ * const kit: Testkit = await startTestkit()
+ * createSession({ issuer: kit.issuer, clientId: kit.clients.secretBasic.clientId, clientAuth: clientSecretBasic(kit.clients.secretBasic.clientSecret), grant: clientCredentials({ resource: kit.resource }), ca: kit.ca })
+ * await kit.close()
+ * ```
+ */
 export interface Testkit {
   pki: TestPki
   as: AuthorizationServer
@@ -45,6 +67,16 @@ export interface Testkit {
    * `mintToken()` defaults: `aud` = the AS issuer, `sub` = `system:serviceaccount:ci:deployer`.
    */
   workloadIdentity: WorkloadIdentityIssuer
+  /**
+   * CIBA (poll mode) approval hooks, the same object as `as.ciba`: approve, deny or expire the
+   * backchannel authentication requests the AS received (`kit.clients.ciba` may make them).
+   */
+  ciba: CibaControl
+  /**
+   * The Client Attester the AS trusts (same as `as.attester`): `issue({ clientId, cnfJwk })` signs
+   * the `OAuth-Client-Attestation` of `kit.clients.attested` / `attestedDpop`.
+   */
+  attester: ClientAttester
   /** Closes both servers and removes the PKI folder. Idempotent. */
   close(): Promise<void>
 }
@@ -76,6 +108,7 @@ export async function startTestkit(options: TestkitOptions = {}): Promise<Testki
       ...(options.accessTokenTtl === undefined ? {} : { accessTokenTtl: options.accessTokenTtl }),
       ...(options.refreshTokenTtl === undefined ? {} : { refreshTokenTtl: options.refreshTokenTtl }),
       requireNonce: options.asRequiresNonce ?? true,
+      ...(options.cibaInterval === undefined ? {} : { cibaInterval: options.cibaInterval }),
       verbose,
     })
     rs = await startResourceServer({
@@ -83,6 +116,7 @@ export async function startTestkit(options: TestkitOptions = {}): Promise<Testki
       issuer: as.issuer,
       jwksUri: as.jwksUri,
       requireNonce: options.rsRequiresNonce ?? true,
+      acceptPreviousNonce: options.rsAcceptsPreviousNonce ?? false,
       allowUnboundBearer: options.allowUnboundBearer ?? false,
       verbose,
     })
@@ -112,6 +146,8 @@ export async function startTestkit(options: TestkitOptions = {}): Promise<Testki
     ca: pki.caPem,
     clients: authorizationServer.clients,
     workloadIdentity: authorizationServer.workloadIdentity,
+    ciba: authorizationServer.ciba,
+    attester: authorizationServer.attester,
     close() {
       closing ??= (async () => {
         unsubscribe()

@@ -3,6 +3,12 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 /**
  * A fault the authorization server's token endpoint (on both listeners) injects instead of, or
  * before, its real answer. See {@link AuthorizationServer.setFault}.
+ *
+ * @example
+ * ```ts
+ * const fault: TokenEndpointFault = { kind: 'status', status: 429, retryAfter: 5 }
+ * kit.as.setFault(fault)
+ * ```
  */
 export type TokenEndpointFault =
   /** Accept the request and never answer, until the fault is changed/cleared (then it is answered for real) or the server stops. */
@@ -29,7 +35,14 @@ export type TokenEndpointFault =
   /** Read the request, then destroy the socket without answering. */
   | { kind: 'drop' }
 
-/** Options of {@link AuthorizationServer.setFault}. */
+/**
+ * Options of {@link AuthorizationServer.setFault}.
+ *
+ * @example
+ * ```ts
+ * kit.as.setFault({ kind: 'drop' }, { times: 2 }) // the next two token requests fail, then it clears itself
+ * ```
+ */
 export interface TokenEndpointFaultOptions {
   /** Fault only the next `times` token requests, then clear automatically; default unlimited. */
   times?: number

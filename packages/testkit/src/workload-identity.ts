@@ -9,13 +9,35 @@ import {
   type JWTVerifyOptions,
 } from 'jose'
 
-/** Default `sub` of workload identity tokens, shaped like a Kubernetes service account. */
+/**
+ * Default `sub` of workload identity tokens, shaped like a Kubernetes service account.
+ *
+ * @example
+ * ```ts
+ * const body = await (await fetch(`${kit.api}/orders`)).json() // a bound fetch of a token-exchange session
+ * expect(body.sub).toBe(DEFAULT_WORKLOAD_SUBJECT)
+ * ```
+ */
 export const DEFAULT_WORKLOAD_SUBJECT = 'system:serviceaccount:ci:deployer'
 
-/** Default issuer of the simulated workload identity issuer. */
+/**
+ * Default issuer of the simulated workload identity issuer.
+ *
+ * @example
+ * ```ts
+ * const impostor = await createWorkloadIdentityIssuer({ issuer: DEFAULT_WORKLOAD_ISSUER, defaultAudience: kit.issuer }) // same name, wrong key
+ * ```
+ */
 export const DEFAULT_WORKLOAD_ISSUER = 'https://workload-identity.bound.test'
 
-/** Options of {@link WorkloadIdentityIssuer.mintToken}. */
+/**
+ * Options of {@link WorkloadIdentityIssuer.mintToken}.
+ *
+ * @example
+ * ```ts
+ * const expired = await kit.workloadIdentity.mintToken({ sub: 'repo:acme/shop:ref:refs/heads/main', ttlSeconds: -60 })
+ * ```
+ */
 export interface WorkloadTokenOptions {
   /** Subject; default `system:serviceaccount:ci:deployer`. */
   sub?: string
@@ -34,6 +56,12 @@ export interface WorkloadTokenOptions {
  * A simulated workload identity issuer (like a Kubernetes projected service account token issuer
  * or the GitHub Actions OIDC provider): an ES256 key made at start that signs JWTs with `iss`,
  * `sub`, `aud`, `iat`, `nbf`, `exp` and a unique `jti`.
+ *
+ * @example
+ * ```ts
+ * const issuer: WorkloadIdentityIssuer = kit.workloadIdentity
+ * const subjectToken = await issuer.mintToken({ sub: 'system:serviceaccount:ci:deployer' })
+ * ```
  */
 export interface WorkloadIdentityIssuer {
   /** The `iss` of the tokens. */
@@ -48,7 +76,14 @@ export interface WorkloadIdentityIssuer {
   verify(token: string, options: { audience: string; requiredClaims?: string[] }): Promise<JWTPayload>
 }
 
-/** Options of {@link createWorkloadIdentityIssuer}. */
+/**
+ * Options of {@link createWorkloadIdentityIssuer}.
+ *
+ * @example
+ * ```ts
+ * const other = await createWorkloadIdentityIssuer({ issuer: 'https://ci.example.test', defaultAudience: kit.issuer })
+ * ```
+ */
 export interface WorkloadIdentityIssuerOptions {
   /** The `iss`; default `https://workload-identity.bound.test`. */
   issuer?: string
@@ -61,6 +96,12 @@ export interface WorkloadIdentityIssuerOptions {
  * `issuer` have different keys: a token of one fails verification with the other (a "wrong key").
  *
  * For tests only.
+ *
+ * @example
+ * ```ts
+ * const issuer = await createWorkloadIdentityIssuer({ defaultAudience: as.issuer })
+ * const as2 = await startAuthorizationServer({ pki, workloadIdentity: issuer })
+ * ```
  */
 export async function createWorkloadIdentityIssuer(options: WorkloadIdentityIssuerOptions): Promise<WorkloadIdentityIssuer> {
   const issuer = options.issuer ?? DEFAULT_WORKLOAD_ISSUER

@@ -63,6 +63,7 @@ describe('metadata', () => {
       token_endpoint: `${kit.as.mtlsOrigin}/token`,
       revocation_endpoint: `${kit.as.mtlsOrigin}/token/revocation`,
       introspection_endpoint: `${kit.as.mtlsOrigin}/token/introspection`,
+      backchannel_authentication_endpoint: `${kit.as.mtlsOrigin}/backchannel`,
     })
     expect(metadata['dpop_signing_alg_values_supported']).toEqual(['ES256', 'ES384', 'EdDSA', 'PS256', 'RS256'])
     expect(metadata['tls_client_certificate_bound_access_tokens']).toBe(true)
