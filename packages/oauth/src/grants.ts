@@ -281,3 +281,26 @@ export function jwtBearer(options: JwtBearerOptions): Grant {
     },
   }
 }
+
+/**
+ * The CIBA grant (OpenID CIBA §10.1, poll mode): redeems an `auth_req_id` once the user approved.
+ * Used through `session.requestToken(ciba(authReqId))` — see `cibaStepUp` in `@bound/fetch`.
+ *
+ * @example
+ * ```ts
+ * const tokens = await session.requestToken(ciba(authReqId))
+ * ```
+ */
+export function ciba(authReqId: string, options: GrantOptions = {}): Grant {
+  return {
+    type: 'urn:openid:params:grant-type:ciba',
+    resource: options.resource,
+    scope: options.scope,
+    retryable: false,
+    params(body, ctx) {
+      body.set('grant_type', 'urn:openid:params:grant-type:ciba')
+      body.set('auth_req_id', authReqId)
+      if (ctx.resource) body.set('resource', ctx.resource)
+    },
+  }
+}

@@ -8,7 +8,7 @@
  */
 export { createSession } from './session.js'
 export type { Session, SessionOptions, SessionEvents, TokenRequest } from './session.js'
-export { clientCredentials, refreshToken, tokenExchange, jwtBearer, TOKEN_TYPES } from './grants.js'
+export { clientCredentials, refreshToken, tokenExchange, jwtBearer, ciba, TOKEN_TYPES } from './grants.js'
 export type { Grant, GrantContext, GrantOptions, RefreshTokenGrantOptions, TokenExchangeOptions, JwtBearerOptions } from './grants.js'
 export { fromFile, fromEnv, fromGitHubActions } from './subject-token.js'
 export type { TokenSource } from './subject-token.js'

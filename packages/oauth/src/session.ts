@@ -8,7 +8,7 @@ import { discoverAuthorizationServer, type AuthorizationServerMetadata } from '.
 import type { ProtectedResourceMetadata } from './protected-resource.js'
 import { refreshWith, type Grant } from './grants.js'
 import { revokeToken } from './revocation.js'
-import { parseTokenResponse, requestTokenFromEndpoint, type TokenEndpointResult } from './token-endpoint.js'
+import { parseTokenResponse, requestTokenFromEndpoint, type TokenEndpointResult, type TokenResponse } from './token-endpoint.js'
 import { createTokenManager, waitFor, type BackoffOptions, type RefreshOptions } from './token-manager.js'
 import { createBoundToken, type BoundToken } from './token.js'
 
@@ -213,6 +213,17 @@ export interface Session {
   /** The AS metadata (discovered once). */
   metadata(signal?: AbortSignal): Promise<AuthorizationServerMetadata | undefined>
   /**
+   * One token request with `grant` — not cached, not single-flight — with the session's client
+   * authentication and binding (DPoP proof, nonce retry, token-type check). For flows the session
+   * does not run itself, such as polling a CIBA request.
+   */
+  requestToken(grant: Grant, request?: TokenRequest): Promise<TokenResponse & { token_type: 'DPoP' | 'Bearer' }>
+  /**
+   * POSTs a form to the AS's CIBA backchannel authentication endpoint with the session's client
+   * authentication; resolves with the JSON answer (`auth_req_id`, `expires_in`, `interval`).
+   */
+  backchannelAuthenticate(params: Record<string, string>, signal?: AbortSignal): Promise<{ auth_req_id: string; expires_in: number; interval?: number }>
+  /**
    * Stops timers and drops tokens; with `revoke: true`, first revokes (RFC 7009) the refresh token
    * and every access token held. Closes the transport it created. Idempotent.
    */
@@ -300,16 +311,17 @@ export function createSession(options: SessionOptions): Session {
     return waitFor(metadataPromise, signal)
   }
 
-  const endpoint = async (kind: 'token_endpoint' | 'revocation_endpoint', signal?: AbortSignal): Promise<string | undefined> => {
-    const configured = kind === 'token_endpoint' ? options.tokenEndpoint : options.revocationEndpoint
+  const endpoint = async (kind: 'token_endpoint' | 'revocation_endpoint' | 'backchannel_authentication_endpoint', signal?: AbortSignal): Promise<string | undefined> => {
+    const configured = kind === 'token_endpoint' ? options.tokenEndpoint : kind === 'revocation_endpoint' ? options.revocationEndpoint : undefined
     if (configured) return configured
     if (!issuer) {
       throw new BoundError('ERR_DISCOVERY', 'No authorization server is known yet: set issuer or tokenEndpoint, or let a bound fetch learn it from the resource server (RFC 9728)')
     }
     const meta = await metadata(signal)
     // RFC 8705 §5: a client doing mTLS uses the aliases when the AS publishes them (MTLS-03).
-    const url = (usesMtls ? meta?.mtls_endpoint_aliases?.[kind] : undefined) ?? meta?.[kind]
-    if (url !== undefined) assertSecureUrl(url, kind.replace('_', ' '))
+    const member = meta?.[kind]
+    const url = (usesMtls ? meta?.mtls_endpoint_aliases?.[kind] : undefined) ?? (typeof member === 'string' ? member : undefined)
+    if (url !== undefined) assertSecureUrl(url, kind.replace(/_/g, ' '))
     return url
   }
 
@@ -604,6 +616,31 @@ export function createSession(options: SessionOptions): Session {
       dpop.rotate(key)
       const tokensDropped = manager.dropWhere((t) => t.binding.jkt === previousJkt)
       events.emit('key.rotated', { previousJkt, jkt: key.jkt, tokensDropped })
+    },
+    async requestToken(grant, req = {}) {
+      await checkPosture()
+      const result = await request(grant, { resource: req.resource ?? defaultResource, scope: req.scope ?? baseGrant.scope, extra: req.extra }, req.signal)
+      return { ...result.response, token_type: result.type }
+    },
+    async backchannelAuthenticate(params, signal) {
+      await checkPosture()
+      const url = await endpoint('backchannel_authentication_endpoint', signal)
+      if (!url) throw new BoundError('ERR_DISCOVERY', `The authorization server ${issuer} publishes no backchannel_authentication_endpoint (CIBA)`)
+      const body = new URLSearchParams(params)
+      const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' }
+      await clientAuth.apply({ clientId: options.clientId, issuer, endpoint: url, body, headers, now: Math.floor(clock.now() / 1000) })
+      let res
+      try {
+        res = await transport.fetch(url, { method: 'POST', headers, body: body.toString(), redirect: 'manual', signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(10_000)]) : AbortSignal.timeout(10_000) })
+      } catch (err) {
+        throw new BoundError('ERR_NETWORK', `The backchannel authentication endpoint ${url} could not be reached`, { cause: err })
+      }
+      const json = (await res.json().catch(() => undefined)) as Record<string, unknown> | undefined
+      if (res.status !== 200 || typeof json?.auth_req_id !== 'string') {
+        const error = typeof json?.error === 'string' ? json.error : 'unexpected_response'
+        throw new TokenEndpointError({ error, error_description: typeof json?.error_description === 'string' ? json.error_description : undefined, status: res.status, endpoint: url })
+      }
+      return { auth_req_id: json.auth_req_id, expires_in: Number(json.expires_in ?? 120), ...(typeof json.interval === 'number' ? { interval: json.interval } : {}) }
     },
     async rotate() {
       if (!dpop) throw new BoundError('ERR_INVALID_CONFIG', 'rotate: this session has no DPoP key')
