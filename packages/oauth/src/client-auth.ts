@@ -27,6 +27,8 @@ export interface ClientAuthContext {
   headers: Record<string, string>
   /** Seconds since the epoch. */
   now: number
+  /** A fresh attestation challenge from the AS (its `challenge_endpoint`), for methods that need one. */
+  attestationChallenge?: () => Promise<string | undefined>
 }
 
 /**
@@ -209,6 +211,54 @@ export function privateKeyJwt(key: DpopKeyInput | DpopSigner, options: PrivateKe
       ctx.body.set('client_id', ctx.clientId)
       ctx.body.set('client_assertion_type', 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer')
       ctx.body.set('client_assertion', `${input}.${Buffer.from(sig).toString('base64url')}`)
+    },
+  }
+}
+
+/** Options of {@link attestationClientAuth}. */
+export interface AttestationClientAuthOptions {
+  /**
+   * The client attestation JWT, issued to this instance by its Client Attester (a platform, an MDM,
+   * a workload attestor), read afresh for every request.
+   */
+  attestation: string | (() => string | Promise<string>)
+  /** The instance key: the private half of the attestation's `cnf.jwk` (it signs the PoP). */
+  key: DpopKeyInput | DpopSigner
+  /** PoP `alg`; default from the key type. */
+  alg?: DpopAlg
+}
+
+/**
+ * OAuth attestation-based client authentication (draft-ietf-oauth-attestation-based-client-auth,
+ * as implemented against draft -10/-12: `OAuth-Client-Attestation` and `OAuth-Client-Attestation-PoP`
+ * headers at the token endpoint). The workload's posture travels to the AS inside the attestation;
+ * a fresh PoP (new `jti`, `iat`, the AS's current challenge) is made for every request.
+ *
+ * @example
+ * ```ts
+ * createSession({ …, clientAuth: attestationClientAuth({ attestation: () => attester.current(), key: instanceKey }) })
+ * ```
+ */
+export function attestationClientAuth(options: AttestationClientAuthOptions): ClientAuth {
+  const isSigner = typeof options.key === 'object' && options.key !== null && 'sign' in options.key && 'publicJwk' in options.key
+  let signerPromise: Promise<DpopSigner> | undefined
+  const signer = () => (signerPromise ??= isSigner ? Promise.resolve(options.key as DpopSigner) : importDpopKey(options.key as DpopKeyInput, options.alg ? { alg: options.alg } : {}))
+  return {
+    method: 'attest_jwt_client_auth',
+    usesTlsClientCertificate: false,
+    async apply(ctx) {
+      const attestation = typeof options.attestation === 'function' ? await options.attestation() : options.attestation
+      if (typeof attestation !== 'string' || attestation.split('.').length !== 3) throw new BoundError('ERR_INVALID_CONFIG', 'attestationClientAuth: the attestation is not a JWT')
+      if (!ctx.issuer) throw new BoundError('ERR_INVALID_CONFIG', 'attestationClientAuth needs the issuer (the PoP audience)')
+      const s = await signer()
+      const challenge = await ctx.attestationChallenge?.()
+      const header = { typ: 'oauth-client-attestation-pop+jwt', alg: s.alg }
+      const claims: Record<string, unknown> = { aud: ctx.issuer, jti: randomBytes(16).toString('base64url'), iat: ctx.now }
+      if (challenge) claims.challenge = challenge
+      const input = `${Buffer.from(JSON.stringify(header)).toString('base64url')}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`
+      const sig = await s.sign(Buffer.from(input))
+      ctx.headers['oauth-client-attestation'] = attestation
+      ctx.headers['oauth-client-attestation-pop'] = `${input}.${Buffer.from(sig).toString('base64url')}`
     },
   }
 }

@@ -329,6 +329,19 @@ export function createSession(options: SessionOptions): Session {
   const accepts = (token: BoundToken) =>
     (token.type !== 'DPoP' || token.binding.jkt === dpop?.jkt) && (token.binding.x5t === undefined || token.binding.x5t === currentX5t())
 
+  /** A fresh challenge from the AS's `challenge_endpoint` (attestation-based client auth), when it has one. */
+  const attestationChallenge = async (signal?: AbortSignal): Promise<string | undefined> => {
+    const url = (await metadata(signal))?.challenge_endpoint
+    if (typeof url !== 'string') return undefined
+    assertSecureUrl(url, 'challenge endpoint')
+    const res = await transport.fetch(url, { method: 'POST', headers: { accept: 'application/json' }, signal: AbortSignal.timeout(10_000) }).catch((err: unknown) => {
+      throw new BoundError('ERR_NETWORK', `The challenge endpoint ${url} could not be reached`, { cause: err })
+    })
+    if (dpop) dpop.observe(url, res.headers)
+    const json = (await res.json().catch(() => undefined)) as { attestation_challenge?: unknown } | undefined
+    return typeof json?.attestation_challenge === 'string' ? json.attestation_challenge : (res.headers.get('oauth-client-attestation-challenge') ?? undefined)
+  }
+
   const request = async (grant: Grant, req: TokenRequest, signal?: AbortSignal): Promise<TokenEndpointResult & { x5t: string | undefined }> => {
     const url = await endpoint('token_endpoint', signal)
     if (!url) throw new BoundError('ERR_DISCOVERY', `The metadata of ${issuer} has no token_endpoint`)
@@ -350,6 +363,7 @@ export function createSession(options: SessionOptions): Session {
       signal,
       acceptBearerDowngrade: options.acceptBearerDowngrade ?? false,
       timeoutMs: (options.tokenRequestTimeout ?? 10) * 1000,
+      ...(clientAuth.method === 'attest_jwt_client_auth' ? { attestationChallenge: () => attestationChallenge(signal) } : {}),
       onResponse: ({ nonceRetry }) => {
         if (nonceRetry) events.emit('nonce.challenge', { origin: new URL(url).origin, at: 'authorization-server' })
       },

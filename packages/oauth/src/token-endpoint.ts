@@ -72,6 +72,8 @@ export interface TokenRequestContext {
   maxBytes?: number
   /** Accept `token_type: Bearer` for a DPoP request (a downgrade). Default false. */
   acceptBearerDowngrade?: boolean
+  /** Fetches a fresh attestation challenge (for attestation-based client authentication). */
+  attestationChallenge?: () => Promise<string | undefined>
   /** Give up on an attempt that has not answered within this many milliseconds. Default 10,000. */
   timeoutMs?: number
   /** Called after every response (for telemetry). */
@@ -117,7 +119,7 @@ export async function requestTokenFromEndpoint(ctx: TokenRequestContext): Promis
     const body = new URLSearchParams()
     await ctx.grant.params(body, { resource: ctx.resource, scope: ctx.scope, extra: ctx.extra, now })
     const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' }
-    await ctx.clientAuth.apply({ clientId: ctx.clientId, issuer: ctx.issuer, endpoint: ctx.endpoint, body, headers, now })
+    await ctx.clientAuth.apply({ clientId: ctx.clientId, issuer: ctx.issuer, endpoint: ctx.endpoint, body, headers, now, ...(ctx.attestationChallenge ? { attestationChallenge: ctx.attestationChallenge } : {}) })
     const jkt = ctx.dpop?.jkt
     if (ctx.dpop) headers.dpop = await ctx.dpop.proof('POST', ctx.endpoint)
 
