@@ -137,7 +137,11 @@ export function createDpop(options: DpopOptions): Dpop {
       const now = clock.now() + (skew?.offsetMs ?? 0)
       return builder.build({ htm: normalizeMethod(method), htu, iat: Math.floor(now / 1000), ath, nonce: proofOptions?.nonce ?? nonces.get(origin) })
     },
-    observe: (url, headers) => nonces.observe(typeof url === 'string' ? new URL(url).origin : url.origin, headers),
+    observe(url, headers) {
+      // (most responses carry no nonce: look before parsing the URL)
+      if (headers.get('dpop-nonce') === null) return 'none'
+      return nonces.observe(typeof url === 'string' ? (url === lastUrl ? lastOrigin : new URL(url).origin) : url.origin, headers)
+    },
     rotate(key) {
       builder = createProofBuilder(key)
     },

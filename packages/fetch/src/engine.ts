@@ -173,7 +173,7 @@ export function createChallengeEngine(options: BoundOptions): ChallengeEngine {
       }
       const res = await exchange(token, { nonce: challengeNonce })
       challengeNonce = undefined
-      const nonce: NonceObservation = token?.type === 'DPoP' ? session.dpop!.observe(url, res.headers) : 'none'
+      const nonce: NonceObservation = token?.type === 'DPoP' ? session.dpop!.observe(url.href, res.headers) : 'none'
       if (res.status !== 401 && res.status !== 400 && res.status !== 403) {
         if (tokenRequest.extra && used.has('step-up')) pathLevels.set(pathKey, tokenRequest.extra)
         return { res }
@@ -353,7 +353,8 @@ export function createChallengeEngine(options: BoundOptions): ChallengeEngine {
     run,
     async credentials(token, method, url, nonce) {
       if (token.type !== 'DPoP') return { authorization: `${token.type} ${token.value}` }
-      return { authorization: `DPoP ${token.value}`, dpop: await session.dpop!.proof(method, url, { accessToken: token.value, nonce }) }
+      // (by href: the proof builder keeps the parsed form of the last URL it saw)
+      return { authorization: `DPoP ${token.value}`, dpop: await session.dpop!.proof(method, url.href, { accessToken: token.value, nonce }) }
     },
   }
 }

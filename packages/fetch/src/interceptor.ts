@@ -44,9 +44,10 @@ export function boundInterceptor(options: BoundOptions): Dispatcher.DispatcherCo
     const replayable = body === null || body === undefined || typeof body === 'string' || body instanceof Uint8Array
     const outer = new OuterController()
     handler.onRequestStart?.(outer, {})
-    const signal = outer.signal
     engine
-      .run(url, { method, replayable, signal }, async (token, retry) => {
+      // (no signal for the engine: an abort reaches the request under way through the controller;
+      // a wait for a token or a step-up completes, then the aborted attempt ends at once)
+      .run(url, { method, replayable, signal: undefined }, async (token, retry) => {
         const headers = withoutCredentials(opts.headers)
         if (token) Object.assign(headers, await engine.credentials(token, method, url, retry.nonce))
         return attempt(dispatch, { ...opts, headers }, outer, handler)
@@ -64,28 +65,33 @@ export function boundInterceptor(options: BoundOptions): Dispatcher.DispatcherCo
 /** The controller the caller's handler gets: it reaches whichever attempt is under way. */
 class OuterController implements Controller {
   #inner: Controller | undefined
-  #aborts = new AbortController()
+  // made on first use: most requests never abort, and an AbortController per request costs
+  #aborts: AbortController | undefined
+  #reason: Error | null = null
   #paused = false
   get signal(): AbortSignal {
+    this.#aborts ??= new AbortController()
+    if (this.#reason && !this.#aborts.signal.aborted) this.#aborts.abort(this.#reason)
     return this.#aborts.signal
   }
   set inner(controller: Controller) {
     this.#inner = controller
-    if (this.#aborts.signal.aborted) controller.abort(this.#aborts.signal.reason as Error)
+    if (this.#reason) controller.abort(this.#reason)
     else if (this.#paused) controller.pause()
   }
   get aborted(): boolean {
-    return this.#aborts.signal.aborted
+    return this.#reason !== null
   }
   get paused(): boolean {
     return this.#paused
   }
   get reason(): Error | null {
-    return this.aborted ? (this.#aborts.signal.reason as Error) : null
+    return this.#reason
   }
   abort(reason: Error): void {
-    if (this.aborted) return
-    this.#aborts.abort(reason)
+    if (this.#reason) return
+    this.#reason = reason
+    this.#aborts?.abort(reason)
     this.#inner?.abort(reason)
   }
   pause(): void {

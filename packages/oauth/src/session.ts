@@ -509,11 +509,23 @@ export function createSession(options: SessionOptions): Session {
     }
   }
 
+  // the default request's key, remembered while the binding and the context stay the same
+  let defaultKey: { jkt: string | undefined; context: string; resource: string | undefined; key: string } | undefined
   const keyFor = (req: TokenRequest) => {
+    if (req.resource === undefined && req.scope === undefined && req.extra === undefined) {
+      const context = checkContext()
+      if (defaultKey && defaultKey.jkt === dpop?.jkt && defaultKey.context === context && defaultKey.resource === defaultResource) return defaultKey.key
+      const key = computeKey(req, context)
+      defaultKey = { jkt: dpop?.jkt, context, resource: defaultResource, key }
+      return key
+    }
+    return computeKey(req, checkContext())
+  }
+  const computeKey = (req: TokenRequest, context: string) => {
     const resource = req.resource ?? defaultResource
     const scope = req.scope ?? baseGrant.scope
     const extra = req.extra ? Object.fromEntries(Object.entries(req.extra).sort(([a], [b]) => (a < b ? -1 : 1))) : {}
-    const cacheKey = JSON.stringify([resource ?? null, scope ?? null, extra, dpop?.jkt ?? null, checkContext()])
+    const cacheKey = JSON.stringify([resource ?? null, scope ?? null, extra, dpop?.jkt ?? null, context])
     if (!requests.has(cacheKey)) {
       if (requests.size >= 1000) requests.delete(requests.keys().next().value as string)
       requests.set(cacheKey, { resource, scope, extra })
@@ -593,9 +605,10 @@ export function createSession(options: SessionOptions): Session {
       // RFC 8707: the resource indicator is the metadata's resource, verbatim
       if (defaultResource === undefined) defaultResource = prm.resource
     },
-    async token(req = {}) {
-      await checkPosture()
-      return manager.get(keyFor(req), req.signal)
+    token(req = {}) {
+      // (the hot path: no posture check configured → no extra promise)
+      if (!options.posture) return manager.get(keyFor(req), req.signal)
+      return checkPosture().then(() => manager.get(keyFor(req), req.signal))
     },
     forceRefresh(req = {}) {
       return manager.forceRefresh(keyFor(req), req.signal)
