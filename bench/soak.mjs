@@ -1,19 +1,36 @@
-// npm run soak [-- --requests N]: one session, N bound requests (default 1,000,000) against the
-// testkit with 5-second tokens, the RS rotating its DPoP nonce every second and revoking the session
-// every minute. Prints failures, heap growth between the first and last 10% of the run, and token
-// requests against the expected ≈ one per lifetime plus one per revocation.
+// npm run soak [-- --requests N --revoke-every S --rotate-every S]: one session — DPoP-bound tokens,
+// mTLS client authentication with a certificate watched on disk — N bound requests (default
+// 1,000,000) against the testkit with 5-second tokens, the RS rotating its DPoP nonce every second and
+// revoking the session every minute, the certificate files replaced every two minutes. Prints
+// failures, heap growth between the first and last 10% of the run, and token requests against the
+// expected ≈ one per refresh interval plus one per revocation and rotation.
 import { fork } from 'node:child_process'
+import { copyFile, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { createBoundFetch } from '@bound/fetch'
-import { clientCredentials, clientSecretBasic, createSession } from '@bound/oauth'
+import { clientCredentials, createSession, tlsClientAuth } from '@bound/oauth'
 import { generateDpopKey } from '@bound/dpop'
+import { loadClientCertificate } from '@bound/mtls'
 
-const total = Number(process.argv.find((a) => a.startsWith('--requests='))?.slice(11) ?? 1_000_000)
+const arg = (name, fallback) => Number(process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? fallback)
+const total = arg('requests', 1_000_000)
+const revokeEvery = arg('revoke-every', 60) * 1000
+const rotateEvery = arg('rotate-every', 120) * 1000
 const concurrency = 16
 const child = fork(new URL('./soak-servers.mjs', import.meta.url), { env: { ...process.env, SOAK_TTL: '5' } })
 const ready = await new Promise((resolve) => child.on('message', (m) => m.ready && resolve(m.ready)))
 const ask = () => new Promise((resolve) => { child.once('message', (m) => resolve(m.counters)); child.send({ counters: true }) })
 
-const session = createSession({ issuer: ready.issuer, clientId: ready.client.clientId, clientAuth: clientSecretBasic(ready.client.clientSecret), grant: clientCredentials({ resource: ready.resource }), dpop: await generateDpopKey(), ca: ready.ca })
+const dir = await mkdtemp(join(tmpdir(), 'soak-svid-'))
+const certFile = join(dir, 'svid.pem')
+const keyFile = join(dir, 'svid-key.pem')
+await copyFile(ready.pki.workload.certFile, certFile)
+await copyFile(ready.pki.workload.keyFile, keyFile)
+const certificate = await loadClientCertificate({ certFile, keyFile, watch: true })
+const session = createSession({ issuer: ready.issuer, clientId: ready.client.clientId, clientAuth: tlsClientAuth(), clientCertificate: certificate, grant: clientCredentials({ resource: ready.resource }), dpop: await generateDpopKey(), ca: ready.ca })
+let rotations = 0
+session.events.on('certificate.rotated', () => rotations++)
 const fetch = createBoundFetch({ session, origins: [ready.api] })
 let acquired = 0
 session.events.on('token.acquired', () => acquired++)
@@ -21,7 +38,15 @@ session.events.on('token.acquired', () => acquired++)
 const started = Date.now()
 const nonceTimer = setInterval(() => child.send({ rotateNonce: true }), 1_000)
 let revocations = 0
-const revokeTimer = setInterval(async () => { revocations++; child.send({ revoke: (await session.token()).value }) }, 60_000)
+const revokeTimer = setInterval(async () => { revocations++; child.send({ revoke: (await session.token()).value }) }, revokeEvery)
+let pairIndex = 0
+const rotateTimer = setInterval(async () => {
+  const pair = [ready.pki.workloadRotated, ready.pki.workload][pairIndex++ % 2]
+  await writeFile(`${keyFile}.tmp`, await readFile(pair.keyFile))
+  await writeFile(`${certFile}.tmp`, await readFile(pair.certFile))
+  await rename(`${keyFile}.tmp`, keyFile)
+  await rename(`${certFile}.tmp`, certFile)
+}, rotateEvery)
 const heapAt = () => { globalThis.gc?.(); globalThis.gc?.(); return process.memoryUsage().heapUsed }
 let done = 0
 let failed = 0
@@ -50,16 +75,20 @@ await Promise.all(Array.from({ length: concurrency }, async () => {
 late = heapAt()
 clearInterval(nonceTimer)
 clearInterval(revokeTimer)
+clearInterval(rotateTimer)
 const seconds = (Date.now() - started) / 1000
 const counters = await ask()
 const growth = (late - early) / early
-const expectedTokens = Math.ceil(seconds / (5 * 0.75)) + revocations + 1
+const expectedTokens = Math.ceil(seconds / (5 * 0.75)) + revocations + rotations + 1
 console.log(`\n${total.toLocaleString('en-US')} bound requests in ${seconds.toFixed(0)} s (${Math.round(total / seconds)}/s): ${failed} failed${failed ? ` ${JSON.stringify([...failures])}` : ''}`)
 console.log(`RS: ${counters.rs.verified} verified, ${counters.rs.nonceChallenges} nonce challenges, ${counters.rs.invalidToken} invalid_token (${revocations} revocations), ${counters.rs.verifierDisagreements} verifier disagreements`)
-console.log(`AS: ${counters.as.tokensIssued} tokens issued (session saw ${acquired}); expected about ${expectedTokens} (one per ~3.75 s of a 5 s lifetime, plus one per revocation)`)
+console.log(`certificate rotations on disk taken by the session: ${rotations}`)
+console.log(`AS: ${counters.as.tokensIssued} tokens issued (session saw ${acquired}); expected about ${expectedTokens} (one per ~3.75 s of a 5 s lifetime, plus one per revocation and rotation)`)
 console.log(`heap: ${(early / 1e6).toFixed(1)} MB at 10%, ${(late / 1e6).toFixed(1)} MB at the end: ${(growth * 100).toFixed(1)}%`)
 const ok = failed === 0 && growth < 0.05 && counters.as.tokensIssued <= expectedTokens * 2
 console.log(`\n${ok ? 'met ' : 'MISS'}  zero failed requests, heap growth < 5%, bounded token requests`)
+certificate.close()
 await session.close()
+await rm(dir, { recursive: true, force: true })
 child.send({ close: true })
 process.exit(ok ? 0 : 1)

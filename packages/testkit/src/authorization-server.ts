@@ -225,6 +225,11 @@ export interface TestClients {
   privateKeyJwt: PrivateKeyJwtClient
   /** `tls_client_auth` matching the workload certificate's subject DN; certificate-bound tokens. */
   tlsClientAuth: MtlsClient
+  /**
+   * `tls_client_auth` whose tokens are **not** certificate-bound, so they can be DPoP-bound: a
+   * workload that authenticates with its certificate and binds its tokens to a DPoP key.
+   */
+  tlsClientAuthDpop: MtlsClient
   /** `self_signed_tls_client_auth` with the selfSigned certificate; certificate-bound tokens. */
   selfSignedTlsClientAuth: MtlsClient
   /**
@@ -667,6 +672,13 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
       subjectDn: pki.workload.subject,
       scope,
     },
+    tlsClientAuthDpop: {
+      clientId: 'tls-client-auth-dpop',
+      authMethod: 'tls_client_auth',
+      certificate: pki.workload,
+      subjectDn: pki.workload.subject,
+      scope,
+    },
     selfSignedTlsClientAuth: {
       clientId: 'self-signed-tls-client-auth',
       authMethod: 'self_signed_tls_client_auth',
@@ -712,6 +724,12 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
       token_endpoint_auth_method: 'tls_client_auth',
       tls_client_auth_subject_dn: pki.workload.subject,
       tls_client_certificate_bound_access_tokens: true,
+    },
+    {
+      ...base,
+      client_id: clients.tlsClientAuthDpop.clientId,
+      token_endpoint_auth_method: 'tls_client_auth',
+      tls_client_auth_subject_dn: pki.workload.subject,
     },
     {
       ...base,
