@@ -214,7 +214,8 @@ export function createChallengeEngine(options: BoundOptions): ChallengeEngine {
           // CHAL-13/PRM-01: learn the AS and the resource from the RFC 9728 metadata, then earn a token.
           await discard()
           const prm = await fetchProtectedResourceMetadata(url, challenge?.resourceMetadata, {
-            fetch: session.transport.fetch,
+            // the client certificate goes only to credential origins, metadata hosts included
+            fetch: (u, init) => (allowed.has(new URL(String(u)).origin) ? session.transport.fetch : session.transport.anonymousFetch)(u, init),
             ...(req.signal ? { signal: req.signal } : {}),
             ...(options.resourceMetadata?.allowedOrigins ? { allowedOrigins: options.resourceMetadata.allowedOrigins } : {}),
             ...(options.resourceMetadata?.match ? { match: options.resourceMetadata.match } : {}),
