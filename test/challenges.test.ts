@@ -1,6 +1,5 @@
-import { createServer } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { Readable } from 'node:stream'
+import { withLoopbackServer } from './support/loopback-server.js'
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { startTestkit, type Testkit } from '@bound/testkit'
 import { createBoundFetch, getChallenges, type BoundFetchOptions } from '@bound/fetch'
@@ -140,35 +139,25 @@ describe('every server challenge handled (issue 6)', () => {
   })
 
   it('PRM-11: a resource_metadata URL on another host is not followed', async () => {
-    const evil = createServer((_req, res) => void res.writeHead(401, { 'www-authenticate': 'Bearer resource_metadata="https://169.254.169.254/latest/meta-data"' }).end())
-    await new Promise<void>((r) => evil.listen(0, '127.0.0.1', r))
-    try {
-      const origin = `http://127.0.0.1:${(evil.address() as AddressInfo).port}`
+    await withLoopbackServer((_req, res) => void res.writeHead(401, { 'www-authenticate': 'Bearer resource_metadata="https://169.254.169.254/latest/meta-data"' }).end(), async (origin) => {
       const c = kit.clients.secretBasic
       const session = createSession({ clientId: c.clientId, clientAuth: clientSecretBasic(c.clientSecret), grant: clientCredentials(), dpop: await generateDpopKey(), ca: kit.ca })
       sessions.push(session)
       await expect(createBoundFetch({ session, origins: [origin] })(`${origin}/x`)).rejects.toMatchObject({ code: 'ERR_DISCOVERY', message: expect.stringContaining('not followed') })
-    } finally {
-      await new Promise((r) => evil.close(r))
-    }
+    })
   })
 
   it('a hostile RS that answers invalid_token forever costs exactly one extra attempt', async () => {
     let hits = 0
-    const hostile = createServer((_req, res) => {
+    await withLoopbackServer((_req, res) => {
       hits++
       res.writeHead(401, { 'www-authenticate': 'DPoP error="invalid_token"' }).end()
-    })
-    await new Promise<void>((r) => hostile.listen(0, '127.0.0.1', r))
-    try {
-      const origin = `http://127.0.0.1:${(hostile.address() as AddressInfo).port}`
+    }, async (origin) => {
       const { session } = await bound()
       const res = await createBoundFetch({ session, origins: [origin] })(`${origin}/x`)
       expect(res.status).toBe(401)
       expect(hits).toBe(2)
-    } finally {
-      await new Promise((r) => hostile.close(r))
-    }
+    })
   })
 
   it('DPOP-30: a stream body that meets a challenge is sent once and the response returned as it is', async () => {

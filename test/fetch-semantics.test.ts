@@ -1,8 +1,8 @@
 import { createServer as createHttpsServer, type Server } from 'node:https'
-import { createServer as createHttpServer } from 'node:http'
 import { Readable } from 'node:stream'
 import { inspect } from 'node:util'
 import type { AddressInfo } from 'node:net'
+import { withLoopbackServer } from './support/loopback-server.js'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startTestkit, type Testkit } from '@bound/testkit'
 import { createBoundFetch, getChallenges } from '@bound/fetch'
@@ -121,40 +121,30 @@ describe('the bound fetch behaves like fetch, and credentials stay where they be
 
   it('DPOP-20 T-7 S6: a nonce challenge carrying an invalid nonce is not retried', async () => {
     let hits = 0
-    const hostile = createHttpServer((_req, res) => {
+    await withLoopbackServer((_req, res) => {
       hits++
       res.writeHead(401, { 'www-authenticate': 'DPoP error="use_dpop_nonce"', 'dpop-nonce': 'has space' }).end()
-    })
-    await new Promise<void>((r) => hostile.listen(0, '127.0.0.1', r))
-    try {
-      const origin = `http://127.0.0.1:${(hostile.address() as AddressInfo).port}`
+    }, async (origin) => {
       const { session } = await bound()
       const fetch = createBoundFetch({ session, origins: [origin] })
       const res = await fetch(`${origin}/x`)
       expect(res.status).toBe(401)
       expect(hits).toBe(1)
       expect(getChallenges(res)[0]).toMatchObject({ kind: 'dpop-nonce' })
-    } finally {
-      await new Promise((r) => hostile.close(r))
-    }
+    })
   })
 
   it('DPOP-22 T-7 S13: an RS that always asks for a fresh nonce gets exactly one retry', async () => {
     let hits = 0
-    const hostile = createHttpServer((_req, res) => {
+    await withLoopbackServer((_req, res) => {
       hits++
       res.writeHead(401, { 'www-authenticate': 'DPoP error="use_dpop_nonce"', 'dpop-nonce': `n-${hits}` }).end()
-    })
-    await new Promise<void>((r) => hostile.listen(0, '127.0.0.1', r))
-    try {
-      const origin = `http://127.0.0.1:${(hostile.address() as AddressInfo).port}`
+    }, async (origin) => {
       const { session } = await bound()
       const res = await createBoundFetch({ session, origins: [origin] })(`${origin}/x`)
       expect(res.status).toBe(401)
       expect(hits).toBe(2)
-    } finally {
-      await new Promise((r) => hostile.close(r))
-    }
+    })
   })
 
   it('configuration errors never echo userinfo secrets', async () => {
