@@ -186,9 +186,7 @@ export interface PrivateKeyJwtOptions {
 export function privateKeyJwt(key: DpopKeyInput | DpopSigner, options: PrivateKeyJwtOptions = {}): ClientAuth {
   const lifetime = options.lifetime ?? 60
   if (!Number.isFinite(lifetime) || lifetime <= 0 || lifetime > 300) throw new BoundError('ERR_INVALID_CONFIG', 'privateKeyJwt: lifetime must be between 1 and 300 seconds')
-  const isSigner = typeof key === 'object' && key !== null && 'sign' in key && typeof (key as DpopSigner).sign === 'function' && 'publicJwk' in key
-  let signerPromise: Promise<DpopSigner> | undefined
-  const signer = () => (signerPromise ??= isSigner ? Promise.resolve(key as DpopSigner) : importDpopKey(key as DpopKeyInput, options.alg ? { alg: options.alg } : {}))
+  const signer = lazySigner(key, options.alg)
   return {
     method: 'private_key_jwt',
     usesTlsClientCertificate: false,
@@ -206,11 +204,9 @@ export function privateKeyJwt(key: DpopKeyInput | DpopSigner, options: PrivateKe
         iat: ctx.now,
         exp: ctx.now + lifetime,
       }
-      const input = `${Buffer.from(JSON.stringify(header)).toString('base64url')}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`
-      const sig = await s.sign(Buffer.from(input))
       ctx.body.set('client_id', ctx.clientId)
       ctx.body.set('client_assertion_type', 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer')
-      ctx.body.set('client_assertion', `${input}.${Buffer.from(sig).toString('base64url')}`)
+      ctx.body.set('client_assertion', await signJwt(s, header, claims))
     },
   }
 }
@@ -240,9 +236,7 @@ export interface AttestationClientAuthOptions {
  * ```
  */
 export function attestationClientAuth(options: AttestationClientAuthOptions): ClientAuth {
-  const isSigner = typeof options.key === 'object' && options.key !== null && 'sign' in options.key && 'publicJwk' in options.key
-  let signerPromise: Promise<DpopSigner> | undefined
-  const signer = () => (signerPromise ??= isSigner ? Promise.resolve(options.key as DpopSigner) : importDpopKey(options.key as DpopKeyInput, options.alg ? { alg: options.alg } : {}))
+  const signer = lazySigner(options.key, options.alg)
   return {
     method: 'attest_jwt_client_auth',
     usesTlsClientCertificate: false,
@@ -255,10 +249,21 @@ export function attestationClientAuth(options: AttestationClientAuthOptions): Cl
       const header = { typ: 'oauth-client-attestation-pop+jwt', alg: s.alg }
       const claims: Record<string, unknown> = { aud: ctx.issuer, jti: randomBytes(16).toString('base64url'), iat: ctx.now }
       if (challenge) claims.challenge = challenge
-      const input = `${Buffer.from(JSON.stringify(header)).toString('base64url')}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`
-      const sig = await s.sign(Buffer.from(input))
       ctx.headers['oauth-client-attestation'] = attestation
-      ctx.headers['oauth-client-attestation-pop'] = `${input}.${Buffer.from(sig).toString('base64url')}`
+      ctx.headers['oauth-client-attestation-pop'] = await signJwt(s, header, claims)
     },
   }
+}
+
+/** A signer given as one, or imported from key material on first use (once). */
+function lazySigner(key: DpopKeyInput | DpopSigner, alg: DpopAlg | undefined): () => Promise<DpopSigner> {
+  const given = typeof key === 'object' && key !== null && 'publicJwk' in key && typeof (key as DpopSigner).sign === 'function'
+  let signer: Promise<DpopSigner> | undefined
+  return () => (signer ??= given ? Promise.resolve(key as DpopSigner) : importDpopKey(key as DpopKeyInput, alg ? { alg } : {}))
+}
+
+/** A compact JWS of `claims` under `header`, signed by `signer`. */
+async function signJwt(signer: DpopSigner, header: object, claims: object): Promise<string> {
+  const input = `${Buffer.from(JSON.stringify(header)).toString('base64url')}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`
+  return `${input}.${Buffer.from(await signer.sign(Buffer.from(input))).toString('base64url')}`
 }

@@ -408,6 +408,20 @@ export function createSession(options: SessionOptions): Session {
     await options.onRefreshToken?.(next)
   }
 
+  /** A token response as a held token: lifetime from receipt (`expires_in`, else the default), scope as granted or asked. */
+  const holdable = (response: TokenResponse, type: 'DPoP' | 'Bearer', receivedAt: number, req: TokenRequest, cacheKey: string, generation: number, binding: BoundToken['binding']) =>
+    createBoundToken({
+      value: response.access_token,
+      type,
+      receivedAt,
+      expiresAt: receivedAt + (response.expires_in !== undefined ? response.expires_in * 1000 : defaultLifetimeMs),
+      lifetimeAssumed: response.expires_in === undefined,
+      scope: response.scope ?? req.scope,
+      cacheKey,
+      generation,
+      binding,
+    })
+
   const manager = createTokenManager({
     clock,
     ...(options.refresh ? { refresh: options.refresh } : {}),
@@ -428,17 +442,7 @@ export function createSession(options: SessionOptions): Session {
         const { result, grant } = await earnResult(req)
         const receivedAt = clock.now()
         const { response } = result
-        const token = createBoundToken({
-          value: response.access_token,
-          type: result.type,
-          receivedAt,
-          expiresAt: receivedAt + (response.expires_in !== undefined ? response.expires_in * 1000 : defaultLifetimeMs),
-          lifetimeAssumed: response.expires_in === undefined,
-          scope: response.scope ?? req.scope,
-          cacheKey,
-          generation,
-          binding: { ...(result.type === 'DPoP' && result.jkt ? { jkt: result.jkt } : {}), ...(result.x5t ? { x5t: result.x5t } : {}) },
-        })
+        const token = holdable(response, result.type, receivedAt, req, cacheKey, generation, { ...(result.type === 'DPoP' && result.jkt ? { jkt: result.jkt } : {}), ...(result.x5t ? { x5t: result.x5t } : {}) })
         events.emit('token.acquired', { label: token.label, cacheKey, type: token.type, grant, expiresAt: token.expiresAt, attempts: result.attempts, waitMs: receivedAt - started, reason: background ? 'refresh' : 'demand' })
         return token
       } catch (err) {
@@ -618,17 +622,7 @@ export function createSession(options: SessionOptions): Session {
       const parsed = parseTokenResponse(response, 'the token set given by the application', dpop !== undefined, options.acceptBearerDowngrade ?? false)
       const cacheKey = keyFor(req)
       const receivedAt = clock.now()
-      const token = createBoundToken({
-        value: parsed.response.access_token,
-        type: parsed.type,
-        receivedAt,
-        expiresAt: receivedAt + (parsed.response.expires_in !== undefined ? parsed.response.expires_in * 1000 : defaultLifetimeMs),
-        lifetimeAssumed: parsed.response.expires_in === undefined,
-        scope: parsed.response.scope ?? req.scope,
-        cacheKey,
-        generation: 0,
-        binding: parsed.type === 'DPoP' && dpop ? { jkt: dpop.jkt } : {},
-      })
+      const token = holdable(parsed.response, parsed.type, receivedAt, req, cacheKey, 0, parsed.type === 'DPoP' && dpop ? { jkt: dpop.jkt } : {})
       manager.put(cacheKey, token)
       return token
     },
