@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
-import { interceptors, request, type Dispatcher } from 'undici'
+import { Agent, interceptors, request, type Dispatcher } from 'undici'
 import { startTestkit, type Testkit } from '@bound/testkit'
 import { boundInterceptor, createBoundFetch, type BoundOptions } from '@bound/fetch'
 import { clientCredentials, clientSecretBasic, createSession, type Session } from '@bound/oauth'
@@ -22,8 +22,17 @@ beforeEach(() => {
 })
 afterAll(async () => {
   await Promise.all(sessions.map((s) => s.close()))
+  await Promise.all(agents.map((a) => a.close()))
   await kit?.close()
 })
+
+/** The user's own dispatcher: trusts the testkit's CA, presents no client certificate. */
+const agents: Agent[] = []
+function userAgent() {
+  const agent = new Agent({ connect: { ca: kit.ca } })
+  agents.push(agent)
+  return agent
+}
 
 interface Client {
   session: Session
@@ -46,7 +55,7 @@ const clients: Record<string, (extra?: Extra) => Promise<Client>> = {
   },
   'undici interceptor': async (extra = {}) => {
     const session = await newSession()
-    const dispatcher = session.transport.dispatcher.compose(boundInterceptor({ session, origins: [kit.api], ...extra }), interceptors.retry({ maxRetries: 2, minTimeout: 10 }))
+    const dispatcher = userAgent().compose(boundInterceptor({ session, origins: [kit.api], ...extra }), interceptors.retry({ maxRetries: 2, minTimeout: 10 }))
     return {
       session,
       call: async (path, init) => {
@@ -106,7 +115,7 @@ describe.each(Object.keys(clients))('the same engine through the %s', (name) => 
 describe('the interceptor composed with undici’s retry interceptor', () => {
   it('every retry gets a fresh proof when retry is the outer interceptor (listed last)', async () => {
     const session = await newSession()
-    const dispatcher = session.transport.dispatcher.compose(boundInterceptor({ session, origins: [kit.api] }), interceptors.retry({ maxRetries: 2, minTimeout: 10, statusCodes: [503] }))
+    const dispatcher = userAgent().compose(boundInterceptor({ session, origins: [kit.api] }), interceptors.retry({ maxRetries: 2, minTimeout: 10, statusCodes: [503] }))
     kit.rs.resetCounters()
     const res = await request(`${kit.api}/flaky`, { dispatcher })
     expect(res.statusCode).toBe(200)
@@ -115,7 +124,7 @@ describe('the interceptor composed with undici’s retry interceptor', () => {
   })
   it('in the other order, the retry would replay the same proof — and the RS refuses it', async () => {
     const session = await newSession()
-    const dispatcher = session.transport.dispatcher.compose(interceptors.retry({ maxRetries: 2, minTimeout: 10, statusCodes: [503] }), boundInterceptor({ session, origins: [kit.api] }))
+    const dispatcher = userAgent().compose(interceptors.retry({ maxRetries: 2, minTimeout: 10, statusCodes: [503] }), boundInterceptor({ session, origins: [kit.api] }))
     await (await request(`${kit.api}/orders`, { dispatcher })).body.dump() // learn the nonce first
     kit.rs.resetCounters()
     const res = await request(`${kit.api}/flaky`, { dispatcher })

@@ -18,7 +18,7 @@ async function serve(handler: (req: IncomingMessage, res: ServerResponse) => voi
 }
 beforeAll(async () => {
   session = createSession({ tokenEndpoint: 'http://127.0.0.1:9/token', clientId: 'c', grant: clientCredentials(), dpop: await generateDpopKey(), maxNonceOrigins: 10 })
-  session.putToken({}, { access_token: 'held-token', token_type: 'DPoP', expires_in: 3600 })
+  session.adopt({}, { access_token: 'held-token', token_type: 'DPoP', expires_in: 3600 })
 })
 afterAll(async () => {
   await session.close()
@@ -52,7 +52,7 @@ describe('hostile resource servers (issue 8)', () => {
       await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
       const origin = `https://127.0.0.1:${(server.address() as AddressInfo).port}`
       const s = createSession({ tokenEndpoint: 'https://127.0.0.1:9/token', clientId: 'c', grant: clientCredentials(), dpop: await generateDpopKey(), ca: pki.caPem })
-      s.putToken({}, { access_token: 'held-token-2', token_type: 'DPoP', expires_in: 3600 })
+      s.adopt({}, { access_token: 'held-token-2', token_type: 'DPoP', expires_in: 3600 })
       await expect(createBoundFetch({ session: s, origins: [origin] })(`${origin}/x`)).rejects.toMatchObject({ code: 'ERR_INSECURE_TRANSPORT' })
       await s.close()
     } finally {

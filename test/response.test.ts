@@ -29,7 +29,7 @@ beforeAll(async () => {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
   origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
   session = createSession({ tokenEndpoint: `${origin}/token`, clientId: 'c', grant: clientCredentials(), dpop: await generateDpopKey() })
-  session.putToken({}, { access_token: 'tok', token_type: 'DPoP', expires_in: 3600 })
+  session.adopt({}, { access_token: 'tok', token_type: 'DPoP', expires_in: 3600 })
 })
 afterAll(async () => {
   await session?.close()

@@ -1,7 +1,6 @@
 /**
  * `@bound/core`: the pieces every Bound package shares — `BoundError` and its stable codes, the
- * RFC 9110 `WWW-Authenticate` parser and classifier, single-flight, a bounded LRU, a typed event
- * emitter, the "https, or http on loopback only" URL policy and the diagnostics channels.
+ * RFC 9110 `WWW-Authenticate` parser and classifier, the event emitter's type, the "https, or http on loopback only" URL policy and the diagnostics channels.
  *
  * @packageDocumentation
  * @module @bound/core
@@ -14,13 +13,8 @@ export { parseChallenges } from './challenge/parse.js'
 export type { Challenge, ParseChallengesLimits } from './challenge/parse.js'
 export { classifyChallenge, decodeClaimsParameter } from './challenge/classify.js'
 export type { ChallengeKind, ClassifiedChallenge } from './challenge/classify.js'
-export { createSingleFlight } from './single-flight.js'
-export type { SingleFlight } from './single-flight.js'
-export { createLru } from './lru.js'
-export type { Lru } from './lru.js'
 export { systemClock } from './clock.js'
 export type { Clock } from './clock.js'
-export { createEmitter } from './events.js'
 export type { Emitter } from './events.js'
 export { sanitizeProtocolText, redactedLabel } from './redact.js'
 export { isLoopbackHost, assertSecureUrl } from './url-policy.js'

@@ -17,9 +17,10 @@ export function isLoopbackHost(hostname: string): boolean {
 }
 
 /**
- * Parses `url` and checks it may carry credentials: `https:`, or `http:` on a loopback host only.
- * Throws `ERR_INVALID_INPUT` for anything unparsable and `ERR_INSECURE_TRANSPORT` for plain HTTP
- * elsewhere.
+ * Parses `url` and checks it may carry credentials: `https:`, or `http:` on a loopback host only,
+ * and no user information (`user:secret@`). Throws `ERR_INVALID_INPUT` for anything unparsable,
+ * `ERR_INVALID_CONFIG` for user information (the message never repeats it) and
+ * `ERR_INSECURE_TRANSPORT` for plain HTTP elsewhere.
  *
  * @example
  * ```ts
@@ -32,6 +33,10 @@ export function assertSecureUrl(url: string | URL, what: string): URL {
     u = typeof url === 'string' ? new URL(url) : url
   } catch (err) {
     throw new BoundError('ERR_INVALID_INPUT', `The ${what} is not an absolute URL`, { cause: err })
+  }
+  // (SEC: a secret in the URL would reach logs, messages and events; refused, never echoed)
+  if (u.username !== '' || u.password !== '') {
+    throw new BoundError('ERR_INVALID_CONFIG', `The ${what} (${u.protocol}//${u.host}) carries user information (user:password@); put credentials in the client authentication options, never in a URL`)
   }
   if (u.protocol === 'https:') return u
   if (u.protocol === 'http:') {

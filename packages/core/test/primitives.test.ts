@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { createEmitter, createLru, createSingleFlight } from '../src/index.js'
+import { createEmitter, createLru, createSingleFlight } from '../src/internal.js'
 
 describe('createSingleFlight', () => {
   it('shares one task among concurrent callers and forgets it when it settles', async () => {

@@ -1,4 +1,5 @@
-import { BoundError, createLru, systemClock, type Clock } from '@bound/core'
+import { BoundError, systemClock, type Clock } from '@bound/core'
+import { createLru } from '@bound/core/internal'
 import type { DpopKey } from './keys.js'
 import { createNonceStore, type NonceObservation, type NonceStore } from './nonce-store.js'
 import { accessTokenHash, createProofBuilder, type ProofBuilder } from './proof.js'

@@ -1,4 +1,4 @@
-import { createLru } from '@bound/core'
+import { createLru } from '@bound/core/internal'
 
 /**
  * What happened to a response's `DPoP-Nonce`.

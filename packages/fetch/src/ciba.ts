@@ -44,7 +44,8 @@ export function cibaStepUp(session: Session, options: CibaStepUpOptions): (chall
     const message = typeof options.bindingMessage === 'function' ? options.bindingMessage(challenge) : options.bindingMessage
     if (message) params.binding_message = message
     if (challenge.acrValues?.length) params.acr_values = challenge.acrValues.join(' ')
-    if (session.resource) params.resource = session.resource
+    const resource = challenge.resource ?? session.resource
+    if (resource) params.resource = resource
     const started = await session.backchannelAuthenticate(params)
     const deadline = Date.now() + Math.min(started.expires_in, options.maxWaitSeconds ?? 300) * 1000
     let interval = Math.max(1, started.interval ?? 5) * 1000

@@ -1,6 +1,8 @@
-import { BoundError, assertSecureUrl, createLru, createSingleFlight } from '@bound/core'
+import { BoundError, assertSecureUrl, isBoundError } from '@bound/core'
+import { createLru, createSingleFlight } from '@bound/core/internal'
 import type { NonceObservation } from '@bound/dpop'
-import { fetchProtectedResourceMetadata, waitFor, type BoundToken, type Session, type TokenRequest } from '@bound/oauth'
+import { fetchProtectedResourceMetadata, type BoundToken, type Session, type StepUpApproval, type TokenRequest } from '@bound/oauth'
+import { waitFor } from '@bound/oauth/internal'
 import { challengeFor, mergeClaims, readChallenges, type ResponseChallenge } from './challenges.js'
 import type { HeadersView } from './exchange.js'
 
@@ -29,12 +31,27 @@ export interface BoundOptions {
   otherOrigins?: 'plain' | 'error'
   /**
    * Called when a resource server demands a stronger or fresher authentication (RFC 9470
-   * `insufficient_user_authentication`). All requests waiting on the same level share one call.
-   * Return token-request parameters for that level (e.g. `{ acr_values }`), a token set the
-   * application obtained itself (`{ access_token, token_type, expires_in }`), or `false` to decline.
-   * Without it, such responses are returned with an `ERR_STEP_UP_REQUIRED` challenge.
+   * `insufficient_user_authentication`). Return token-request parameters for that level (e.g.
+   * `{ acr_values }`), a token set the application obtained itself (`{ access_token, token_type,
+   * expires_in }`), or `false` to decline. Without it, such responses are returned with an
+   * `ERR_STEP_UP_REQUIRED` challenge.
+   *
+   * An approval is scoped to the origin — and resource — that asked for it: the token earned with
+   * it goes to that origin only, and another origin asking for the same level gets its own call.
+   * All requests waiting on the same origin, resource and level share one call.
    */
   onStepUp?: (challenge: StepUpChallenge) => Promise<StepUpResult> | StepUpResult
+  /**
+   * The `acr_values` a step-up may be approved for. A challenge that names only others is returned
+   * with `ERR_STEP_UP_REQUIRED` and never reaches `onStepUp`; of one that names some of these,
+   * `onStepUp` sees only these. Default: any.
+   */
+  acceptedAcrValues?: readonly string[]
+  /**
+   * At most `max` `onStepUp` calls per origin in any `perSeconds` window (a shared call counts
+   * once); past it, challenges are returned with `ERR_STEP_UP_REQUIRED`. Default 3 per 60 seconds.
+   */
+  stepUpPrompts?: { max?: number; perSeconds?: number }
   /**
    * Called on `insufficient_scope`: the scope to ask for, or `false` to return the response.
    * Default: the union of the held and the required scopes, once.
@@ -63,7 +80,11 @@ export interface BoundOptions {
 export interface StepUpChallenge {
   /** The URL whose request was challenged. */
   url: string
-  /** `acr_values`, in order. */
+  /** Its origin: the approval (and any token obtained with it) is for this origin only. */
+  origin: string
+  /** The resource indicator tokens for this origin are requested with, when there is one. */
+  resource: string | undefined
+  /** `acr_values`, in order (only those `acceptedAcrValues` allows, when it is set). */
   acrValues: string[] | undefined
   /** `max_age` in seconds. */
   maxAge: number | undefined
@@ -102,8 +123,10 @@ export interface EngineExchange {
 }
 
 /**
- * The one decision engine behind the bound fetch and the undici interceptor: which origins get
- * credentials, and how each challenge is answered (each at most once per request).
+ * The one decision engine behind the bound fetch, the undici interceptor and every other
+ * integration: which origins get credentials, and how each challenge is answered (each at most
+ * once per request). It uses the session only through its seam (`token`, `adopt`, `invalidate`,
+ * `isCurrent`, `useResourceMetadata`).
  *
  * @example
  * ```ts
@@ -129,6 +152,30 @@ export interface ChallengeEngine {
 /** A challenge Bound answers, each at most once per request. */
 type Reaction = 'nonce' | 'token' | 'clock' | 'metadata' | 'step-up' | 'claims' | 'scope'
 
+/** Why a step-up was not answered. */
+type StepUpOutcome = 'refused' | 'declined' | 'malformed' | 'stream' | 'not-asked' | 'not-accepted' | 'rate-limited'
+const stepUpReasons: Record<StepUpOutcome, string> = {
+  refused: 'the stepped-up token was refused too',
+  declined: 'onStepUp declined',
+  malformed: 'the challenge is malformed',
+  stream: 'the request body is a stream, which cannot be sent again',
+  'not-asked': 'configure onStepUp to handle it',
+  'not-accepted': 'none of its acr_values is in acceptedAcrValues',
+  'rate-limited': 'this origin asked for step-ups too often (stepUpPrompts)',
+}
+
+/** A resource indicator from the configuration: an absolute URI without user information. */
+function checkResource(origin: string, resource: string): string {
+  let u: URL
+  try {
+    u = new URL(resource)
+  } catch (err) {
+    throw new BoundError('ERR_INVALID_CONFIG', `resources[${origin}] is not an absolute URI`, { cause: err })
+  }
+  if (u.username !== '' || u.password !== '') throw new BoundError('ERR_INVALID_CONFIG', `resources[${origin}] (${u.protocol}//${u.host}) must not carry user information (user:password@)`)
+  return resource
+}
+
 /**
  * Creates the {@link ChallengeEngine} for `options` (what {@link createBoundFetch} and
  * {@link boundInterceptor} are built on). Throws `ERR_INVALID_CONFIG` without a session or
@@ -145,37 +192,62 @@ export function createChallengeEngine(options: BoundOptions): ChallengeEngine {
   if (!session || typeof session.token !== 'function') throw new BoundError('ERR_INVALID_CONFIG', 'session must come from createSession()')
   if (!Array.isArray(options.origins) || options.origins.length === 0) throw new BoundError('ERR_INVALID_CONFIG', 'origins must list at least one origin that may receive credentials')
   const allowed = new Set(options.origins.map((o, i) => assertSecureUrl(o, `credential origin origins[${i}]`).origin))
-  const configuredResources = new Map(Object.entries(options.resources ?? {}).map(([o, r]) => [assertSecureUrl(o, 'an origin of resources').origin, r]))
+  const configuredResources = new Map(Object.entries(options.resources ?? {}).map(([o, r]) => {
+    const origin = assertSecureUrl(o, 'an origin of resources').origin
+    return [origin, checkResource(origin, r)]
+  }))
+  for (const [i, o] of (options.resourceMetadata?.allowedOrigins ?? []).entries()) assertSecureUrl(o, `resourceMetadata.allowedOrigins[${i}]`)
+  const accepted = options.acceptedAcrValues ? new Set(options.acceptedAcrValues) : undefined
+  const maxPrompts = options.stepUpPrompts?.max ?? 3
+  const promptWindowMs = (options.stepUpPrompts?.perSeconds ?? 60) * 1000
 
-  // What was learned per origin (RFC 9728 resource) and per path (the step-up level it needs).
-  const resources = createLru<string, string>(1000)
-  const pathLevels = createLru<string, Record<string, string>>(1000)
-  const levels = createLru<string, Record<string, string> | 'token'>(100)
-  const stepUps = createSingleFlight<string, StepUpResult>()
+  // What was learned: the RFC 9728 resource per origin, the step-up level per path, the approvals
+  // per (origin, resource, level), and the recent prompts per origin. All bounded.
+  const learnedResources = createLru<string, string>(1000)
+  const pathLevels = createLru<string, string>(1000)
+  const approvals = createLru<string, StepUpApproval>(256)
+  const prompts = createLru<string, number[]>(1000)
+  const stepUps = createSingleFlight<string, StepUpApproval | false>()
+
+  /** The resource indicator for `origin`: configured, else learned from its metadata, else the session's. */
+  const resourceFor = (origin: string) => configuredResources.get(origin) ?? learnedResources.get(origin)
+  const approvalKey = (origin: string, resource: string | undefined, level: string) => JSON.stringify([origin, resource ?? null, level])
 
   const run = async <E extends EngineExchange>(url: URL, req: { method: string; replayable: boolean; signal: AbortSignal | undefined }, exchange: (token: BoundToken | undefined, attempt: { nonce?: string | undefined }) => Promise<E>): Promise<{ res: E; challenges?: ResponseChallenge[] }> => {
-    let challengeNonce: string | undefined // the nonce a challenge just gave: used for the retry whatever the store says by then
     assertSecureUrl(url, `API origin ${url.origin}`)
+    const origin = url.origin
     const used = new Set<Reaction>()
-    const pathKey = `${url.origin}${url.pathname}`
-    const tokenRequest: TokenRequest = { resource: resources.get(url.origin) ?? configuredResources.get(url.origin), extra: pathLevels.get(pathKey), signal: req.signal }
-    let forceNew = false
+    const pathKey = `${origin}${url.pathname}`
+    const need: TokenRequest = { resource: resourceFor(origin), signal: req.signal }
+    const knownLevel = pathLevels.get(pathKey)
+    if (knownLevel !== undefined) need.stepUp = approvals.get(approvalKey(origin, need.resource, knownLevel))
+    let nonce: string | undefined // the nonce a challenge just gave: used for the retry whatever the store says by then
     for (let stale = 0; ; ) {
       let token: BoundToken | undefined
       if (session.ready) {
-        token = forceNew ? await session.forceRefresh(tokenRequest) : await session.token(tokenRequest)
-        forceNew = false
+        try {
+          token = await session.token(need)
+        } catch (err) {
+          // a step-up token the application handed over has expired: the level must be approved again
+          if (need.stepUp && !need.stepUp.params && isBoundError(err, 'ERR_STEP_UP_REQUIRED')) {
+            approvals.delete(approvalKey(origin, need.resource, need.stepUp.level))
+            need.stepUp = undefined
+            continue
+          }
+          throw err
+        }
+        need.claims = undefined // a claims challenge is answered by one token request
         // A token bound to a key or certificate the session rotated away from is never sent.
-        if (!session.accepts(token)) {
+        if (!session.isCurrent(token)) {
           if (stale++ < 2) continue
           throw new BoundError('ERR_TOKEN_UNAVAILABLE', 'The session rotated its key or certificate while earning a token; try again')
         }
       }
-      const res = await exchange(token, { nonce: challengeNonce })
-      challengeNonce = undefined
-      const nonce: NonceObservation = token?.type === 'DPoP' ? session.dpop!.observe(url.href, res.headers) : 'none'
+      const res = await exchange(token, { nonce })
+      nonce = undefined
+      const observed: NonceObservation = token?.type === 'DPoP' ? session.dpop!.observe(url.href, res.headers) : 'none'
       if (res.status !== 401 && res.status !== 400 && res.status !== 403) {
-        if (tokenRequest.extra && used.has('step-up')) pathLevels.set(pathKey, tokenRequest.extra)
+        if (need.stepUp && used.has('step-up')) pathLevels.set(pathKey, need.stepUp.level)
         return { res }
       }
       const challenges = readChallenges(res.headers)
@@ -186,33 +258,34 @@ export function createChallengeEngine(options: BoundOptions): ChallengeEngine {
         const algs = challenges.find((c) => c.scheme === 'dpop' && c.algs !== undefined)?.algs
         if (algs && !algs.includes(session.dpop.key.alg)) {
           await res.discard()
-          session.dpop.assertAlgAccepted(algs, `The resource server ${url.origin}`)
+          session.dpop.assertAlgAccepted(algs, `The resource server ${origin}`)
         }
       }
-      const reaction = react(challenge, token, res, url, nonce)
+      const reaction = react(challenge, token, res, url, observed)
       if (reaction === undefined || used.has(reaction) || !req.replayable) {
         // answered once already (a second invalid_token, a refused step-up token), or never answerable
         if (challenge && reaction !== undefined && used.has(reaction)) annotate(challenge, reaction, url)
         else if (challenge?.kind === 'step-up') annotate(challenge, 'step-up', url, challenge.malformed ? 'malformed' : req.replayable ? 'not-asked' : 'stream')
-        if (challenge) session.events.emit('challenge.handled', { origin: url.origin, kind: challenge.kind, outcome: 'returned' })
+        if (challenge) session.events.emit('challenge.handled', { origin, kind: challenge.kind, outcome: 'returned' })
         return { res, challenges }
       }
       used.add(reaction)
-      session.events.emit('challenge.handled', { origin: url.origin, kind: challenge?.kind ?? 'no-credentials', outcome: 'answered' })
-      const discard = () => res.discard()
+      session.events.emit('challenge.handled', { origin, kind: challenge?.kind ?? 'no-credentials', outcome: 'answered' })
       switch (reaction) {
         case 'nonce':
-          session.events.emit('nonce.challenge', { origin: url.origin, at: 'resource-server' })
+          // DPOP-20: the retry carries the nonce this challenge gave
+          nonce = res.headers.get('dpop-nonce') ?? undefined
+          session.events.emit('nonce.challenge', { origin, at: 'resource-server' })
           break
         case 'clock':
           break
         case 'token':
-          session.events.emit('challenge.invalid_token', { origin: url.origin, label: token!.label })
+          session.events.emit('challenge.invalid_token', { origin, label: token!.label })
           session.invalidate(token!)
           break
         case 'metadata': {
           // CHAL-13/PRM-01: learn the AS and the resource from the RFC 9728 metadata, then earn a token.
-          await discard()
+          await res.discard()
           const prm = await fetchProtectedResourceMetadata(url, challenge?.resourceMetadata, {
             // the client certificate goes only to credential origins, metadata hosts included
             fetch: (u, init) => (allowed.has(new URL(String(u)).origin) ? session.transport.fetch : session.transport.anonymousFetch)(u, init),
@@ -221,34 +294,36 @@ export function createChallengeEngine(options: BoundOptions): ChallengeEngine {
             ...(options.resourceMetadata?.match ? { match: options.resourceMetadata.match } : {}),
           })
           session.useResourceMetadata(prm)
-          resources.set(url.origin, prm.resource)
-          tokenRequest.resource = prm.resource
+          if (!configuredResources.has(origin)) {
+            learnedResources.set(origin, prm.resource)
+            need.resource = prm.resource
+          }
           continue
         }
         case 'step-up': {
-          const extra = await stepUp(challenge!, url, token, req.signal)
-          if (extra === false) {
-            annotate(challenge!, 'step-up', url, 'declined')
+          const outcome = await stepUp(challenge!, url, need, req.signal)
+          if (typeof outcome === 'string') {
+            annotate(challenge!, 'step-up', url, outcome)
+            session.events.emit('challenge.handled', { origin, kind: 'step-up', outcome: 'returned' })
             return { res, challenges }
           }
-          tokenRequest.extra = extra
+          need.stepUp = outcome
           break
         }
-        case 'claims': {
-          // CAE-03: a token request carrying the claims (and the client's capabilities), bypassing the cache.
-          const claims = mergeClaims(challenge!.claims!, options.clientCapabilities)
-          tokenRequest.extra = { ...tokenRequest.extra, claims: JSON.stringify(claims) }
-          forceNew = true
+        case 'claims':
+          // CAE-03: one token request carrying the claims (and the client's capabilities); the token replaces the held one.
+          need.claims = JSON.stringify(mergeClaims(challenge!.claims!, options.clientCapabilities))
+          // (a handed-over step-up token cannot be earned again, with claims or without)
+          if (need.stepUp && !need.stepUp.params) need.stepUp = undefined
           break
-        }
         case 'scope': {
           const wanted = await (options.onInsufficientScope ?? defaultScope)(challenge!, token?.scope)
-          if (wanted === false || wanted === (tokenRequest.scope ?? token?.scope)) return { res, challenges }
-          tokenRequest.scope = wanted
+          if (wanted === false || wanted === (need.scope ?? token?.scope)) return { res, challenges }
+          need.scope = wanted
           break
         }
       }
-      await discard()
+      await res.discard()
     }
   }
 
@@ -258,54 +333,62 @@ export function createChallengeEngine(options: BoundOptions): ChallengeEngine {
     return union.length > 0 ? union.join(' ') : false
   }
 
-  /** RFC 9470: one `onStepUp` call per level, shared by every request waiting on it; the answer is remembered. */
-  const stepUp = async (challenge: ResponseChallenge, url: URL, token: BoundToken | undefined, signal: AbortSignal | undefined): Promise<Record<string, string> | false> => {
-    if (!options.onStepUp) return false
-    const levelKey = JSON.stringify([challenge.acrValues ?? null, challenge.maxAge ?? null])
-    const known = levels.get(levelKey)
-    const knownExtra = known === 'token' ? { step_up: levelKey } : known
-    // A level token that was just refused (max_age passed, or revoked) needs a fresh step-up.
-    const refused = token !== undefined && knownExtra !== undefined && sameExtra(token, knownExtra)
-    const report = (outcome: 'approved' | 'reused' | 'declined') => session.events.emit('step_up', { origin: url.origin, acrValues: challenge.acrValues?.join(' '), outcome })
-    if (knownExtra && !refused) {
+  /** Whether `origin` may be prompted again now (at most `maxPrompts` per window); records the prompt. */
+  const mayPrompt = (origin: string): boolean => {
+    const now = Date.now()
+    const recent = (prompts.get(origin) ?? []).filter((t) => now - t < promptWindowMs)
+    if (recent.length >= maxPrompts) {
+      prompts.set(origin, recent)
+      return false
+    }
+    recent.push(now)
+    prompts.set(origin, recent)
+    return true
+  }
+
+  /**
+   * RFC 9470: the approval for the level `challenge` asks of `url`'s origin and `need`'s resource —
+   * one already given (unless the token earned with it was just refused), or one `onStepUp` call
+   * shared by every request waiting on the same origin, resource and level. A string says why not.
+   */
+  const stepUp = async (challenge: ResponseChallenge, url: URL, need: TokenRequest, signal: AbortSignal | undefined): Promise<StepUpApproval | StepUpOutcome> => {
+    if (!options.onStepUp) return 'not-asked'
+    const origin = url.origin
+    const acrValues = accepted && challenge.acrValues ? challenge.acrValues.filter((v) => accepted.has(v)) : challenge.acrValues
+    if (acrValues !== undefined && acrValues.length === 0) return 'not-accepted'
+    const level = [acrValues ? `acr_values=${acrValues.join(' ')}` : '', challenge.maxAge !== undefined ? `max_age=${challenge.maxAge}` : ''].filter(Boolean).join(';') || 'step-up'
+    const key = approvalKey(origin, need.resource, level)
+    const report = (outcome: 'approved' | 'reused' | 'declined') => session.events.emit('step_up', { origin, acrValues: acrValues?.join(' '), outcome })
+    const known = approvals.get(key)
+    // the token sent was earned under this very approval and refused: it needs a fresh one (max_age passed, revoked)
+    if (known && known === need.stepUp) approvals.delete(key)
+    else if (known) {
       report('reused')
-      return knownExtra
+      return known
     }
-    if (refused) levels.delete(levelKey)
+    let flight: Promise<StepUpApproval | false>
+    if (stepUps.has(key)) flight = stepUps.run(key, () => Promise.resolve(false))
+    else {
+      if (!mayPrompt(origin)) return 'rate-limited'
+      flight = stepUps.run(key, async () => {
+        const result = await options.onStepUp!({ url: url.href, origin, resource: need.resource, acrValues, maxAge: challenge.maxAge, challenge })
+        if (result === false || result === null || typeof result !== 'object') return false
+        let approval: StepUpApproval
+        if (typeof (result as { access_token?: unknown }).access_token === 'string') {
+          // a token the application obtained: held for this origin and resource, never earned again
+          approval = { origin, level }
+          session.adopt({ resource: need.resource, stepUp: approval }, result as Record<string, unknown>)
+        } else {
+          approval = { origin, level, params: Object.fromEntries(Object.entries(result).map(([k, v]) => [k, String(v)])) }
+        }
+        approvals.set(key, approval)
+        return approval
+      })
+    }
     // the shared approval goes on for the others; this request stops waiting when its signal fires
-    const result = await waitFor(stepUps.run(levelKey, async () => options.onStepUp!({ url: url.href, acrValues: challenge.acrValues, maxAge: challenge.maxAge, challenge })), signal)
-    if (result === false || result === null || typeof result !== 'object') {
-      report('declined')
-      return false
-    }
-    report('approved')
-    if (typeof (result as { access_token?: unknown }).access_token === 'string') {
-      const extra = { step_up: levelKey }
-      session.putToken({ resource: resources.get(url.origin), extra }, result as Record<string, unknown>)
-      levels.set(levelKey, 'token')
-      return extra
-    }
-    const extra = Object.fromEntries(Object.entries(result).map(([k, v]) => [k, String(v)]))
-    levels.set(levelKey, extra)
-    return extra
-  }
-
-  const sameExtra = (token: BoundToken, extra: Record<string, string>) => {
-    try {
-      return JSON.stringify((JSON.parse(token.cacheKey) as unknown[])[2]) === JSON.stringify(Object.fromEntries(Object.entries(extra).sort(([a], [b]) => (a < b ? -1 : 1))))
-    } catch {
-      return false
-    }
-  }
-
-  /** Why a step-up was not answered. */
-  type StepUpOutcome = 'refused' | 'declined' | 'malformed' | 'stream' | 'not-asked'
-  const stepUpReasons: Record<StepUpOutcome, string> = {
-    refused: 'the stepped-up token was refused too',
-    declined: 'onStepUp declined',
-    malformed: 'the challenge is malformed',
-    stream: 'the request body is a stream, which cannot be sent again',
-    'not-asked': 'configure onStepUp to handle it',
+    const approval = await waitFor(flight, signal)
+    report(approval ? 'approved' : 'declined')
+    return approval || 'declined'
   }
 
   const annotate = (challenge: ResponseChallenge, reaction: Reaction, url: URL, why: StepUpOutcome = 'refused') => {

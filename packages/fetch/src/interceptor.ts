@@ -7,50 +7,93 @@ import type { HeadersView } from './exchange.js'
 type Controller = Dispatcher.DispatchController
 type Handler = Dispatcher.DispatchHandler
 
+/** A request that never reaches the network: the caller's handler gets `err`. */
+function refuse(handler: Handler, err: Error): true {
+  const outer = new OuterController()
+  handler.onRequestStart?.(outer, {})
+  handler.onResponseError?.(outer, err)
+  return true
+}
+
+/**
+ * The caller's own handler under the wrappers undici's interceptors put around it (`handler`
+ * links: a redirect interceptor re-dispatches the same RedirectHandler for each hop, wrapped anew
+ * by each retry interceptor inside it), so every hop of one request maps to one object.
+ */
+function rootOf(handler: Handler): object {
+  let h = handler as { handler?: unknown }
+  for (let depth = 0; depth < 8 && typeof h.handler === 'object' && h.handler !== null; depth++) h = h.handler as { handler?: unknown }
+  return h
+}
+
+/** Whether `path` is origin-form (RFC 9112 §3.2.1): `/…`, never `//host…`, a backslash or an absolute URL. */
+const isOriginForm = (path: unknown): path is string => typeof path === 'string' && path.startsWith('/') && !path.startsWith('//') && !path.includes('\\')
+
 /**
  * An undici interceptor that gives `undici.request`, `Client`, `Pool` and `Agent` users the same
- * bound session as the fetch wrapper — the same engine answers the same challenges. Compose it
- * inside a retry interceptor so every retry gets a fresh proof:
+ * bound session as the fetch wrapper — the same engine answers the same challenges.
+ *
+ * Where a request goes is decided by `origin` alone (what undici connects to); the `path` of a
+ * credentialed request must be origin-form (`/orders?x=1`), or the request is refused with
+ * `ERR_INVALID_INPUT` before any network call. A session with a client certificate sends
+ * credentialed requests over its own certificate connection (the current generation, after every
+ * rotation) and everything else through the dispatcher you composed onto, which presents none.
+ * Credentials never follow a change of origin, whatever the compose order: a hop of a redirect
+ * (or a retry) to another origin is sent without them, and a redirect interceptor composed inside
+ * Bound's is turned off for credentialed requests (compose `interceptors.redirect` after Bound's).
  *
  * @example
  * ```ts
  * import { Agent, interceptors, request } from 'undici'
  * import { boundInterceptor } from '@bound/fetch'
- * const dispatcher = new Agent().compose(boundInterceptor({ session, origins: ['https://api.example.com'] }), interceptors.retry())
+ * const dispatcher = new Agent().compose(boundInterceptor({ session, origins: ['https://api.example.com'] }), interceptors.retry(), interceptors.redirect())
  * const { statusCode, body } = await request('https://api.example.com/orders', { dispatcher })
  * ```
- *
- * The interceptor adds the bound credentials; the TLS channel is the dispatcher's (for mTLS-bound
- * sessions, compose it onto `session.transport.dispatcher`).
  */
 export function boundInterceptor(options: BoundOptions): Dispatcher.DispatcherComposeInterceptor {
   const engine = createChallengeEngine(options)
+  const { session } = engine
+  // the first origin each request was dispatched to: a later dispatch of the same request to
+  // another origin is a redirect hop that crossed origins
+  const firstOrigin = new WeakMap<object, string>()
   return (dispatch) => (opts, handler: Handler) => {
-    let url: URL
+    let origin: string
     try {
-      url = new URL(opts.path, opts.origin as string | URL)
+      origin = new URL(String(opts.origin)).origin
     } catch {
       return dispatch(opts, handler)
     }
-    if (!engine.isCredentialOrigin(url.origin)) {
-      if (engine.otherOrigins !== 'error') return dispatch(opts, handler)
-      const outer = new OuterController()
-      handler.onRequestStart?.(outer, {})
-      handler.onResponseError?.(outer, new BoundError('ERR_ORIGIN_NOT_ALLOWED', `${url.origin} is not one of the origins this bound dispatcher sends credentials to`))
-      return true
+    const request = rootOf(handler)
+    const first = firstOrigin.get(request)
+    if (first === undefined) firstOrigin.set(request, origin)
+    const crossed = first !== undefined && first !== origin
+    if (!engine.isCredentialOrigin(origin) || crossed) {
+      if (engine.otherOrigins === 'error' && !engine.isCredentialOrigin(origin)) {
+        return refuse(handler, new BoundError('ERR_ORIGIN_NOT_ALLOWED', `${origin} is not one of the origins this bound dispatcher sends credentials to`))
+      }
+      // DPOP-29: no credential of Bound's, or carried over from another origin, goes here
+      return dispatch(crossed ? { ...opts, headers: withoutCredentials(opts.headers, true) } : opts, handler)
     }
+    if (!isOriginForm(opts.path)) {
+      return refuse(handler, new BoundError('ERR_INVALID_INPUT', `A request for ${origin} has a path that is not origin-form (it must start with a single "/"); refused before sending credentials`))
+    }
+    // htu is the origin undici connects to plus the path, never what the path alone might name
+    const url = new URL(`${origin}${opts.path}`)
     const method = opts.method
     const body = opts.body
     const replayable = body === null || body === undefined || typeof body === 'string' || body instanceof Uint8Array
+    // the certificate only with credentials, on the session's own connection
+    const send: Dispatcher.Dispatch = session.transport.hasClientCertificate ? (o, h) => session.transport.dispatch(o, h) : dispatch
     const outer = new OuterController()
     handler.onRequestStart?.(outer, {})
     engine
       // (no signal for the engine: an abort reaches the request under way through the controller;
       // a wait for a token or a step-up completes, then the aborted attempt ends at once)
       .run(url, { method, replayable, signal: undefined }, async (token, retry) => {
-        const headers = withoutCredentials(opts.headers)
+        const headers = withoutCredentials(opts.headers, false)
         if (token) Object.assign(headers, await engine.credentials(token, method, url, retry.nonce))
-        return attempt(dispatch, { ...opts, headers }, outer, handler)
+        // maxRedirections 0: a redirect interceptor inside this one cannot see origins change, so it does not follow
+        return attempt(send, { ...opts, headers, maxRedirections: 0 } as Dispatcher.DispatchOptions, outer, handler)
       })
       .then(
         ({ res }) => res.deliver(handler),
@@ -121,6 +164,15 @@ function attempt(dispatch: Dispatcher.Dispatch, opts: Dispatcher.DispatchOptions
     const held: ({ kind: 'data'; chunk: Buffer } | { kind: 'end'; trailers: IncomingHttpHeaders } | { kind: 'error'; error: Error })[] = []
     let finished: (() => void) | undefined
     let ended = false
+    let discarded = 0
+    let cutOff = false
+    /** Stops reading a discarded body that is too large or too slow: the connection goes, the wait ends. */
+    const cut = () => {
+      if (ended || cutOff) return
+      cutOff = true
+      controller?.abort(new Error('a discarded response body was too large or too slow'))
+      finished?.()
+    }
     const inner: Handler = {
       onRequestStart(c) {
         controller = c
@@ -147,10 +199,17 @@ function attempt(dispatch: Dispatcher.Dispatch, opts: Dispatcher.DispatchOptions
           headers: view,
           discard() {
             mode = 'discard'
+            for (const event of held) if (event.kind === 'data') discarded += event.chunk.length
             held.length = 0
             if (ended) return Promise.resolve()
             return new Promise<void>((done) => {
-              finished = done
+              // bounded like the fetch path's: 64 KiB, and a few seconds
+              const timer = setTimeout(cut, DISCARD_MS)
+              timer.unref()
+              finished = () => {
+                clearTimeout(timer)
+                done()
+              }
               if (controller && !outer.aborted) controller.resume()
             })
           },
@@ -171,16 +230,19 @@ function attempt(dispatch: Dispatcher.Dispatch, opts: Dispatcher.DispatchOptions
       onResponseData(_c, chunk) {
         if (mode === 'deliver') target!.onResponseData?.(outer, chunk)
         else if (mode === 'hold') held.push({ kind: 'data', chunk })
+        else if ((discarded += chunk.length) > DISCARD_BYTES) cut()
       },
       onResponseEnd(_c, trailers) {
+        if (cutOff) return
         ended = true
         if (mode === 'deliver') target!.onResponseEnd?.(outer, trailers)
         else if (mode === 'hold') held.push({ kind: 'end', trailers })
         finished?.()
       },
       onResponseError(_c, error) {
-        ended = true
         if (!started) return reject(error)
+        if (cutOff) return
+        ended = true
         if (mode === 'deliver') target!.onResponseError?.(outer, error)
         else if (mode === 'hold') held.push({ kind: 'error', error })
         finished?.()
@@ -194,12 +256,20 @@ function attempt(dispatch: Dispatcher.Dispatch, opts: Dispatcher.DispatchOptions
   })
 }
 
-/** The caller's headers as a plain object, minus any `Authorization` / `DPoP` (Bound sets those). */
-function withoutCredentials(headers: Dispatcher.DispatchOptions['headers']): Record<string, string | string[]> {
+/** The longest a discarded (answered) response body is read, in bytes and milliseconds. */
+const DISCARD_BYTES = 65_536
+const DISCARD_MS = 5_000
+
+/**
+ * The caller's headers as a plain object, minus any `Authorization` / `DPoP` (Bound sets those) —
+ * and, for a hop that crossed origins, minus `Cookie` and `Proxy-Authorization` too.
+ */
+function withoutCredentials(headers: Dispatcher.DispatchOptions['headers'], crossed: boolean): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {}
   const add = (name: string, value: unknown) => {
     const key = name.toLowerCase()
     if (key === 'authorization' || key === 'dpop' || value === undefined || value === null) return
+    if (crossed && (key === 'cookie' || key === 'proxy-authorization')) return
     out[key] = Array.isArray(value) ? value.map(String) : String(value)
   }
   if (!headers) return out

@@ -1,7 +1,8 @@
 import { watch, type FSWatcher } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { basename, dirname } from 'node:path'
-import { BoundError, createEmitter, systemClock, type Clock, type Emitter } from '@bound/core'
+import { BoundError, systemClock, type Clock, type Emitter } from '@bound/core'
+import { createEmitter } from '@bound/core/internal'
 import { parseClientIdentity, type ClientIdentity } from './identity.js'
 import type { Pem } from './transport.js'
 

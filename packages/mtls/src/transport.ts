@@ -110,8 +110,6 @@ export interface Transport {
   readonly fetch: TransportFetch
   /** undici's `fetch` that never presents a client certificate (for origins that get no credentials). */
   readonly anonymousFetch: TransportFetch
-  /** The dispatcher behind `fetch` now. */
-  readonly dispatcher: Dispatcher
   /** Whether a client certificate is configured. */
   readonly hasClientCertificate: boolean
   /** The client certificate source, when there is one. */
@@ -121,6 +119,12 @@ export interface Transport {
    * client certificate unless `anonymous`. Redirects are not followed.
    */
   request(url: URL, options: TransportRequestOptions, anonymous?: boolean): Promise<Dispatcher.ResponseData>
+  /**
+   * undici's low-level `dispatch` through the current certificate generation (the certificate is
+   * checked first, and presented): for an integration that has decided the origin gets
+   * credentials. Throws `ERR_CLOSED`, or the certificate's error, before any network call.
+   */
+  dispatch(options: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean
   /** Closes pooled connections. Further requests fail with `ERR_CLOSED`. */
   close(): Promise<void>
 }
@@ -210,8 +214,14 @@ export function createTransport(options: TransportOptions = {}): Transport {
       dispatcher: anon ? anonymous : agent,
     })
   }
-  const transport = {
+  const dispatch = (opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler) => {
+    if (closed) throw new BoundError('ERR_CLOSED', 'The transport is closed')
+    if (generation) assertCertificateValid(source!.current(), clock.now())
+    return agent.dispatch(opts, handler)
+  }
+  const transport: Transport = {
     request,
+    dispatch,
     fetch: withCertificate,
     anonymousFetch: withoutCertificate,
     hasClientCertificate: source !== undefined,
@@ -223,7 +233,5 @@ export function createTransport(options: TransportOptions = {}): Transport {
       await Promise.all([agent.close().catch(() => {}), agent === anonymous ? undefined : anonymous.close().catch(() => {}), ...retiring])
     },
   }
-  // not enumerable: loggers walking the session do not descend into undici's internals
-  Object.defineProperty(transport, 'dispatcher', { get: () => agent, enumerable: false })
-  return transport as Transport
+  return transport
 }

@@ -79,6 +79,7 @@ const checkResource = (resource: string | undefined) => {
     throw new BoundError('ERR_INVALID_CONFIG', `resource must be an absolute URI (got ${JSON.stringify(resource).slice(0, 100)})`)
   }
   if (u.hash) throw new BoundError('ERR_INVALID_CONFIG', 'resource must not have a fragment (RFC 8707 §2)')
+  if (u.username !== '' || u.password !== '') throw new BoundError('ERR_INVALID_CONFIG', `resource (${u.protocol}//${u.host}) must not carry user information (user:password@)`)
 }
 
 const common = (body: URLSearchParams, ctx: GrantContext) => {

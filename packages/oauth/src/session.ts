@@ -1,15 +1,17 @@
 import { z } from 'zod'
-import { BoundError, TokenEndpointError, assertSecureUrl, createEmitter, publishEvent, systemClock, type Clock, type Emitter } from '@bound/core'
-import { instrumentSession, type TelemetryOptions } from './telemetry.js'
+import { BoundError, assertSecureUrl, isBoundError, publishEvent, systemClock, type Clock, type Emitter } from '@bound/core'
+import { createEmitter } from '@bound/core/internal'
 import { createDpop, generateDpopKey, type Dpop, type DpopKey } from '@bound/dpop'
 import { createTransport, type ClientCertificate, type ClientCertificatePem, type Pem, type Transport } from '@bound/mtls'
+import { createAcquisition, type TokenParams } from './acquisition.js'
+import { createBinding, type PostureAnswer } from './binding.js'
 import { noClientAuth, type ClientAuth } from './client-auth.js'
-import { discoverAuthorizationServer, type AuthorizationServerMetadata } from './discovery.js'
+import type { AuthorizationServerMetadata } from './discovery.js'
+import type { Grant } from './grants.js'
 import type { ProtectedResourceMetadata } from './protected-resource.js'
-import { refreshWith, type Grant } from './grants.js'
-import { revokeToken } from './revocation.js'
-import { parseTokenResponse, requestTokenFromEndpoint, type TokenEndpointResult, type TokenResponse } from './token-endpoint.js'
-import { createTokenManager, waitFor, type BackoffOptions, type RefreshOptions } from './token-manager.js'
+import { instrumentSession, type TelemetryOptions } from './telemetry.js'
+import { parseTokenResponse, type TokenResponse } from './token-endpoint.js'
+import { createTokenManager, type BackoffOptions, type RefreshOptions } from './token-manager.js'
 import { createBoundToken, type BoundToken } from './token.js'
 
 /**
@@ -32,9 +34,21 @@ import { createBoundToken, type BoundToken } from './token.js'
 export interface SessionOptions {
   /**
    * The AS issuer identifier; metadata is discovered from it (RFC 8414). Without it (and without
-   * `tokenEndpoint`) a bound fetch learns the AS from the resource server's RFC 9728 metadata.
+   * `tokenEndpoint`) a bound fetch learns the AS from the resource server's RFC 9728 metadata —
+   * for a session that sends no credentials to its AS (no client authentication, no client
+   * certificate, the client credentials grant); any other session uses only an AS that
+   * `trustedIssuers` lists.
    */
   issuer?: string
+  /**
+   * For a session without `issuer`/`tokenEndpoint` that authenticates to its AS: the issuers a
+   * protected resource's RFC 9728 metadata may name, as a list or a predicate. Default none: such a
+   * session refuses (`ERR_INVALID_CONFIG`) an AS it learns from metadata, before any credential
+   * leaves.
+   */
+  trustedIssuers?: readonly string[] | ((issuer: string) => boolean)
+  /** Tokens (one per resource, scope and step-up approval) held at most; the least recently used goes first. Default 256. */
+  maxCachedTokens?: number
   /** The token endpoint, when the AS publishes no metadata. */
   tokenEndpoint?: string
   /** The revocation endpoint, when the AS publishes no metadata. */
@@ -92,33 +106,61 @@ export interface SessionOptions {
     fingerprint?: () => string
   }
   /**
-   * A posture check: evaluated before a token is earned and, on use, at most every
-   * `postureInterval` seconds. While it says unhealthy, no credentialed request leaves the process
-   * (`ERR_POSTURE_UNHEALTHY` with its reason) and, with `revokeWhenUnhealthy`, held tokens are
-   * revoked; healthy again, the session resumes by itself.
+   * A posture check: evaluated before every token request (background refreshes included) and,
+   * on use, at most every `postureInterval` seconds. While it says unhealthy, no credentialed
+   * request and no token request leaves the process (`ERR_POSTURE_UNHEALTHY` with its reason),
+   * held tokens are dropped and, with `revokeWhenUnhealthy`, every unexpired token the session
+   * obtained is revoked; healthy again, the session resumes by itself.
    */
-  posture?: () => Promise<{ healthy: boolean; reason?: string; claims?: Record<string, unknown> }> | { healthy: boolean; reason?: string; claims?: Record<string, unknown> }
+  posture?: () => Promise<PostureAnswer> | PostureAnswer
   /** Seconds a posture answer is reused. Default 10. */
   postureInterval?: number
-  /** Revoke held tokens (RFC 7009) when the posture turns unhealthy. Default false. */
+  /** Revoke (RFC 7009) every unexpired token the session obtained when the posture turns unhealthy. Default false. */
   revokeWhenUnhealthy?: boolean
 }
 
 /**
- * Parameters of one token need.
+ * A step-up approval a token is earned under (RFC 9470). It is scoped: a token earned with it is
+ * held for the origin that asked for it (and the request's resource), and never served for another.
  *
  * @example
  * ```ts
- * const token = await session.token({ scope: 'orders:write', signal: AbortSignal.timeout(5_000) })
+ * const stepUp: StepUpApproval = { origin: 'https://payments.example.com', level: 'acr=urn:example:mfa', params: { acr_values: 'urn:example:mfa' } }
+ * ```
+ */
+export interface StepUpApproval {
+  /** The origin whose challenge asked for the level: the token is for it alone. */
+  readonly origin: string
+  /** A label for the level (acr values, max_age): part of the cache key, never sent. */
+  readonly level: string
+  /**
+   * The token-request parameters for the level (`acr_values`, `max_age`…), sent to the AS as they
+   * are. Absent for a token the application handed over (`adopt`), which is never earned again.
+   */
+  readonly params?: Readonly<Record<string, string>> | undefined
+}
+
+/**
+ * What one token need asks for. Everything a token request sends travels here, and stays with the
+ * cache entry it makes: the session invents nothing and forgets nothing.
+ *
+ * @example
+ * ```ts
+ * const token = await session.token({ resource: 'https://orders.example.com', scope: 'orders:write', signal: AbortSignal.timeout(5_000) })
  * ```
  */
 export interface TokenRequest {
-  /** Resource indicator; default the grant's. */
+  /** Resource indicator (RFC 8707); default the grant's. */
   resource?: string | undefined
   /** Scope; default the grant's. */
   scope?: string | undefined
-  /** Extra token-request parameters (`acr_values`, `claims`, …); part of the cache key. */
-  extra?: Record<string, string> | undefined
+  /** The step-up approval the token must carry (see {@link StepUpApproval}). */
+  stepUp?: StepUpApproval | undefined
+  /**
+   * A claims challenge's `claims` (JSON): a token is earned now with it, and replaces the held one
+   * for the rest of this request's parameters (its refreshes do not repeat the claims).
+   */
+  claims?: string | undefined
   /** Stops waiting (the shared token request goes on for other callers). */
   signal?: AbortSignal | undefined
 }
@@ -157,7 +199,14 @@ export interface SessionEvents {
 }
 
 /**
- * A bound session: grant + client auth + binding + token manager. Made by {@link createSession}.
+ * A bound session. Made by {@link createSession}.
+ *
+ * The request side (the bound fetch, the undici interceptor, every integration) uses a session
+ * through one seam and nothing else: {@link Session.token | token}, {@link Session.adopt | adopt},
+ * {@link Session.invalidate | invalidate}, {@link Session.isCurrent | isCurrent} and
+ * {@link Session.useResourceMetadata | useResourceMetadata}, plus the binding it sends with
+ * (`dpop`, `transport`) and `events`. Cache keys and token-request parameters are the session's
+ * own business.
  *
  * @example
  * ```ts
@@ -177,14 +226,14 @@ export interface Session {
   readonly transport: Transport
   /** Token, nonce, challenge and rotation events (see {@link SessionEvents}). */
   readonly events: Emitter<SessionEvents>
-  /** The default resource indicator: the grant's, or the one learned from the protected resource's metadata. */
+  /** The default resource indicator: the grant's. */
   readonly resource: string | undefined
   /** Whether the session knows where to earn tokens (an issuer or token endpoint, given or learned). */
   readonly ready: boolean
   /**
    * Takes what a protected resource's RFC 9728 metadata says: its authorization server (when the
-   * session has none yet; refused when it names others only), its binding requirements, and its
-   * `resource` as the default resource indicator.
+   * session has none yet, and only where that is safe: see `trustedIssuers`; refused when it names
+   * others only) and its binding requirements. Throws before any credential leaves.
    */
   useResourceMetadata(metadata: ProtectedResourceMetadata): void
   /** A valid token for `request` (cached, or earned once however many callers wait). */
@@ -194,12 +243,13 @@ export interface Session {
   /** Drops `token` when it is still the held generation (after `invalid_token`). */
   invalidate(token: BoundToken): void
   /**
-   * Holds a token the application obtained itself (e.g. from an interactive step-up) for
-   * `request`: validated like a token endpoint response and checked against the binding.
+   * Holds a token set the application obtained itself (an interactive or CIBA step-up) for
+   * `request`: validated like a token endpoint response and checked against the binding. It is
+   * never refreshed; under a step-up approval without `params` it is never earned again either.
    */
-  putToken(request: TokenRequest, response: Record<string, unknown>): BoundToken
+  adopt(request: TokenRequest, tokenSet: Record<string, unknown>): BoundToken
   /** Whether `token` may still be sent: its binding (DPoP key, client certificate) is the session's current one. */
-  accepts(token: BoundToken): boolean
+  isCurrent(token: BoundToken): boolean
   /**
    * Moves the session to a new DPoP key. Every token bound to the old key's `jkt` is dropped at
    * once; the next request earns one bound to the new key.
@@ -207,7 +257,7 @@ export interface Session {
   rotateDpopKey(key: DpopKey): void
   /**
    * Moves to a freshly generated DPoP key (same alg), drops every token, and revokes (RFC 7009)
-   * the ones it held when the AS has a revocation endpoint (best effort).
+   * every unexpired token it obtained when the AS has a revocation endpoint (best effort).
    */
   rotate(): Promise<void>
   /** The AS metadata (discovered once). */
@@ -217,7 +267,7 @@ export interface Session {
    * authentication and binding (DPoP proof, nonce retry, token-type check). For flows the session
    * does not run itself, such as polling a CIBA request.
    */
-  requestToken(grant: Grant, request?: TokenRequest): Promise<TokenResponse & { token_type: 'DPoP' | 'Bearer' }>
+  requestToken(grant: Grant, request?: Pick<TokenRequest, 'resource' | 'scope' | 'signal'>): Promise<TokenResponse & { token_type: 'DPoP' | 'Bearer' }>
   /**
    * POSTs a form to the AS's CIBA backchannel authentication endpoint with the session's client
    * authentication; resolves with the JSON answer (`auth_req_id`, `expires_in`, `interval`).
@@ -225,10 +275,11 @@ export interface Session {
   backchannelAuthenticate(params: Record<string, string>, signal?: AbortSignal): Promise<{ auth_req_id: string; expires_in: number; interval?: number }>
   /**
    * Stops timers and drops tokens; with `revoke: true`, first revokes (RFC 7009) the refresh token
-   * and every access token held. Closes the transport it created. Idempotent.
+   * and every unexpired access token the session obtained — those it holds, and those a refresh
+   * superseded or the cache let go. Closes the transport it created. Idempotent.
    */
   close(options?: { revoke?: boolean; signal?: AbortSignal; bestEffort?: boolean }): Promise<void>
-  /** `close()` without revocation, for `await using`. */
+  /** `close({ revoke: true, bestEffort: true })`, for `await using`: the session ends with its scope, and what it obtained is revoked. */
   [Symbol.asyncDispose](): Promise<void>
 }
 
@@ -239,6 +290,8 @@ const optionsSchema = z.object({
   clientAuth: z.custom<ClientAuth>((v) => typeof v === 'object' && v !== null && typeof (v as ClientAuth).apply === 'function', 'clientAuth must come from clientSecretBasic(), privateKeyJwt(), …').optional(),
   grant: z.custom<Grant>((v) => typeof v === 'object' && v !== null && typeof (v as Grant).params === 'function', 'grant must come from clientCredentials(), tokenExchange(), …'),
   dpop: z.custom<DpopKey>((v) => typeof v === 'object' && v !== null && typeof (v as DpopKey).sign === 'function' && typeof (v as DpopKey).jkt === 'string', 'dpop must be a key from generateDpopKey() or importDpopKey()').optional(),
+  trustedIssuers: z.union([z.array(z.string()), z.function()]).optional(),
+  maxCachedTokens: z.number().int().positive().optional(),
   defaultLifetime: z.number().positive().max(86_400).optional(),
   maxNonceOrigins: z.number().int().positive().optional(),
   onRefreshToken: z.function().optional(),
@@ -246,9 +299,12 @@ const optionsSchema = z.object({
 
 const codeOf = (err: unknown) => (err instanceof BoundError ? err.code : 'ERR_UNKNOWN')
 const messageOf = (err: unknown) => (err instanceof Error ? err.message : String(err))
+const NO_EXTRA: Readonly<Record<string, string>> = Object.freeze({})
 
 /**
- * Creates a bound session.
+ * Creates a bound session: the seam (see {@link Session}) over three parts — the binding (key,
+ * certificate, context, posture), token acquisition (the AS, grants, client authentication,
+ * revocation) and the token manager (cache, refresh-ahead, single-flight, back-off).
  *
  * @example
  * ```ts
@@ -273,6 +329,7 @@ export function createSession(options: SessionOptions): Session {
   if (options.issuer) assertSecureUrl(options.issuer, 'issuer')
   if (options.tokenEndpoint) assertSecureUrl(options.tokenEndpoint, 'token endpoint')
   if (options.revocationEndpoint) assertSecureUrl(options.revocationEndpoint, 'revocation endpoint')
+  if (Array.isArray(options.trustedIssuers)) options.trustedIssuers.forEach((t, i) => assertSecureUrl(t, `trustedIssuers[${i}]`))
   const clientAuth = options.clientAuth ?? noClientAuth()
   if (clientAuth.usesTlsClientCertificate && !options.clientCertificate && !options.transport?.hasClientCertificate) {
     throw new BoundError('ERR_INVALID_CONFIG', `createSession: ${clientAuth.method} needs a clientCertificate`)
@@ -282,152 +339,73 @@ export function createSession(options: SessionOptions): Session {
   const transport = options.transport ?? createTransport({ ...(options.ca ? { ca: options.ca } : {}), ...(options.clientCertificate ? { clientCertificate: options.clientCertificate } : {}) })
   const dpop = options.dpop ? createDpop({ key: options.dpop, clock, ...(options.maxNonceOrigins ? { maxNonceOrigins: options.maxNonceOrigins } : {}) }) : undefined
   const events = createEmitter<SessionEvents>((type, event) => publishEvent(type as string, event))
-  const usesMtls = clientAuth.usesTlsClientCertificate || transport.hasClientCertificate
   const defaultLifetimeMs = (options.defaultLifetime ?? 300) * 1000
-  const baseGrant = options.grant
-  const requests = new Map<string, TokenRequest>()
+  const grant = options.grant
   let closed = false
-  let issuer = options.issuer
-  let defaultResource = baseGrant.resource
 
-  // One refresh-token family per session, used by one request at a time (rotation would otherwise
-  // trip the AS's reuse detection).
-  let refreshTokenValue: string | undefined = (baseGrant as { initialRefreshToken?: string }).initialRefreshToken
-  let refreshChain: Promise<unknown> = Promise.resolve()
-  const withRefreshLock = <T>(task: () => Promise<T>): Promise<T> => {
-    const run = refreshChain.then(task, task)
-    refreshChain = run.catch(() => {})
-    return run
-  }
+  const binding = createBinding({
+    dpop,
+    transport,
+    clock,
+    context: options.context,
+    posture: options.posture,
+    postureInterval: options.postureInterval ?? 10,
+    onContextChanged(element) {
+      // every token of the old context goes before the next request
+      events.emit('context.changed', { element, tokensDropped: manager.dropWhere(() => true) })
+    },
+    onPostureChanged(healthy, reason) {
+      events.emit('posture.changed', { healthy, reason })
+      if (healthy) return
+      manager.clear()
+      // every token obtained and unexpired: the one in use when the posture turned, and those it superseded
+      if (options.revokeWhenUnhealthy) void acquisition.revoke().catch(() => {})
+    },
+  })
 
-  let metadataPromise: Promise<AuthorizationServerMetadata> | undefined
-  const metadata = async (signal?: AbortSignal) => {
-    if (!issuer) return undefined
-    // bounded like a token request: a metadata endpoint that never answers must not stall the first call
-    metadataPromise ??= discoverAuthorizationServer(issuer, { fetch: transport.fetch, signal: AbortSignal.timeout((options.tokenRequestTimeout ?? 10) * 1000) }).catch((err: unknown) => {
-      metadataPromise = undefined // a failure is not cached
-      throw err
-    })
-    return waitFor(metadataPromise, signal)
-  }
-
-  const endpoint = async (kind: 'token_endpoint' | 'revocation_endpoint' | 'backchannel_authentication_endpoint', signal?: AbortSignal): Promise<string | undefined> => {
-    const configured = kind === 'token_endpoint' ? options.tokenEndpoint : kind === 'revocation_endpoint' ? options.revocationEndpoint : undefined
-    if (configured) return configured
-    if (!issuer) {
-      throw new BoundError('ERR_DISCOVERY', 'No authorization server is known yet: set issuer or tokenEndpoint, or let a bound fetch learn it from the resource server (RFC 9728)')
-    }
-    const meta = await metadata(signal)
-    // RFC 8705 §5: a client doing mTLS uses the aliases when the AS publishes them (MTLS-03).
-    const member = meta?.[kind]
-    const url = (usesMtls ? meta?.mtls_endpoint_aliases?.[kind] : undefined) ?? (typeof member === 'string' ? member : undefined)
-    if (url !== undefined) assertSecureUrl(url, kind.replace(/_/g, ' '))
-    return url
-  }
-
-  const currentX5t = () => transport.clientCertificate?.current().x5t
-  const accepts = (token: BoundToken) =>
-    (token.type !== 'DPoP' || token.binding.jkt === dpop?.jkt) && (token.binding.x5t === undefined || token.binding.x5t === currentX5t())
-
-  /** A fresh challenge from the AS's `challenge_endpoint` (attestation-based client auth), when it has one. */
-  const attestationChallenge = async (signal?: AbortSignal): Promise<string | undefined> => {
-    const url = (await metadata(signal))?.challenge_endpoint
-    if (typeof url !== 'string') return undefined
-    assertSecureUrl(url, 'challenge endpoint')
-    const res = await transport.fetch(url, { method: 'POST', headers: { accept: 'application/json' }, signal: AbortSignal.timeout(10_000) }).catch((err: unknown) => {
-      throw new BoundError('ERR_NETWORK', `The challenge endpoint ${url} could not be reached`, { cause: err })
-    })
-    if (dpop) dpop.observe(url, res.headers)
-    const json = (await res.json().catch(() => undefined)) as { attestation_challenge?: unknown } | undefined
-    return typeof json?.attestation_challenge === 'string' ? json.attestation_challenge : (res.headers.get('oauth-client-attestation-challenge') ?? undefined)
-  }
-
-  const request = async (grant: Grant, req: TokenRequest, signal?: AbortSignal): Promise<TokenEndpointResult & { x5t: string | undefined }> => {
-    const url = await endpoint('token_endpoint', signal)
-    if (!url) throw new BoundError('ERR_DISCOVERY', `The metadata of ${issuer} has no token_endpoint`)
-    if (dpop) dpop.assertAlgAccepted((await metadata(signal))?.dpop_signing_alg_values_supported, `The authorization server ${issuer ?? url}`)
-    // Tokens earned over a client certificate are tied to it (RFC 8705 §3): a rotation drops them.
-    const x5tBefore = currentX5t()
-    const result = await requestTokenFromEndpoint({
-      endpoint: url,
-      issuer,
-      clientId: options.clientId,
-      clientAuth,
-      grant,
-      resource: req.resource,
-      scope: req.scope,
-      extra: req.extra ?? {},
-      dpop,
-      fetch: transport.fetch,
-      clock,
-      signal,
-      acceptBearerDowngrade: options.acceptBearerDowngrade ?? false,
-      timeoutMs: (options.tokenRequestTimeout ?? 10) * 1000,
-      ...(clientAuth.method === 'attest_jwt_client_auth' ? { attestationChallenge: () => attestationChallenge(signal) } : {}),
-      onResponse: ({ nonceRetry }) => {
-        if (nonceRetry) events.emit('nonce.challenge', { origin: new URL(url).origin, at: 'authorization-server' })
-      },
-    })
-    // rotated while in flight: the AS may have seen either certificate; tie it to the old one, so it is re-earned
-    return { ...result, x5t: x5tBefore }
-  }
-
-  /** Earns with the refresh token when one is held, else with the configured grant (GRANT-09). */
-  const earnResult = async (req: TokenRequest): Promise<{ result: TokenEndpointResult & { x5t: string | undefined }; grant: string }> => {
-    if (refreshTokenValue !== undefined) {
-      const outcome = await withRefreshLock(async () => {
-        const rt = refreshTokenValue
-        if (rt === undefined) return undefined // dropped while waiting: use the grant
-        try {
-          const result = await request(refreshWith(rt, { resource: req.resource, scope: req.scope }), req)
-          await keepRefreshToken(result)
-          return { result, grant: 'refresh_token' }
-        } catch (err) {
-          if (err instanceof TokenEndpointError && err.error === 'invalid_grant' && refreshTokenValue === rt) {
-            refreshTokenValue = undefined
-            if (baseGrant.type === 'refresh_token' || !baseGrant.retryable) throw err
-            return undefined // fall back to the session's own credentials
-          }
-          throw err
-        }
-      })
-      if (outcome) return outcome
-    }
-    if (baseGrant.type === 'refresh_token') {
-      throw new BoundError('ERR_TOKEN_UNAVAILABLE', 'The refresh token was refused and this session has no other way to earn tokens; sign in again')
-    }
-    const result = await request(baseGrant, req)
-    await keepRefreshToken(result)
-    return { result, grant: baseGrant.type }
-  }
-
-  const keepRefreshToken = async (result: TokenEndpointResult) => {
-    const next = result.response.refresh_token
-    if (next === undefined || next === refreshTokenValue) return
-    refreshTokenValue = next // the old one is never sent again (GRANT-06)
-    await options.onRefreshToken?.(next)
-  }
+  const acquisition = createAcquisition({
+    issuer: options.issuer,
+    tokenEndpoint: options.tokenEndpoint,
+    revocationEndpoint: options.revocationEndpoint,
+    trustedIssuers: options.trustedIssuers,
+    clientId: options.clientId,
+    clientAuth,
+    grant,
+    dpop,
+    transport,
+    clock,
+    events,
+    tokenRequestTimeoutMs: (options.tokenRequestTimeout ?? 10) * 1000,
+    acceptBearerDowngrade: options.acceptBearerDowngrade ?? false,
+    onRefreshToken: options.onRefreshToken,
+  })
 
   /** A token response as a held token: lifetime from receipt (`expires_in`, else the default), scope as granted or asked. */
-  const holdable = (response: TokenResponse, type: 'DPoP' | 'Bearer', receivedAt: number, req: TokenRequest, cacheKey: string, generation: number, binding: BoundToken['binding']) =>
-    createBoundToken({
+  const holdable = (response: TokenResponse, type: 'DPoP' | 'Bearer', receivedAt: number, scope: string | undefined, cacheKey: string, generation: number, bound: BoundToken['binding']) => {
+    const token = createBoundToken({
       value: response.access_token,
       type,
       receivedAt,
       expiresAt: receivedAt + (response.expires_in !== undefined ? response.expires_in * 1000 : defaultLifetimeMs),
       lifetimeAssumed: response.expires_in === undefined,
-      scope: response.scope ?? req.scope,
+      scope: response.scope ?? scope,
       cacheKey,
       generation,
-      binding,
+      binding: bound,
     })
+    acquisition.track(token)
+    return token
+  }
 
-  const manager = createTokenManager({
+  const manager = createTokenManager<TokenParams>({
     clock,
     ...(options.refresh ? { refresh: options.refresh } : {}),
     ...(options.backoff ? { backoff: options.backoff } : {}),
+    ...(options.maxCachedTokens ? { maxEntries: options.maxCachedTokens } : {}),
     // a token bound to a key or certificate the session rotated away from is never served again
-    accept: accepts,
+    accept: binding.isCurrent,
+    // an unhealthy posture is no failure of the AS: once healthy, callers are not held off
+    countsAsFailure: (err) => !isBoundError(err, 'ERR_POSTURE_UNHEALTHY'),
     onBackgroundError(cacheKey, err) {
       events.emit('token.refresh_failed', { cacheKey, code: codeOf(err), message: messageOf(err) })
     },
@@ -435,15 +413,16 @@ export function createSession(options: SessionOptions): Session {
       if (event.type === 'wait') events.emit('token.wait', { cacheKey: event.cacheKey, ms: event.ms })
       if (event.type === 'backoff') events.emit('token.backoff', { cacheKey: event.cacheKey, failures: event.failures, until: event.until, code: codeOf(event.error) })
     },
-    async earn(cacheKey, generation, { background }) {
-      const req = requests.get(cacheKey) ?? {}
+    async earn(cacheKey, params, { background, generation }) {
       const started = clock.now()
       try {
-        const { result, grant } = await earnResult(req)
+        // every token request asks the posture first, background refreshes included
+        await binding.checkPosture()
+        const { result, grant: used } = await acquisition.earn(params)
         const receivedAt = clock.now()
-        const { response } = result
-        const token = holdable(response, result.type, receivedAt, req, cacheKey, generation, { ...(result.type === 'DPoP' && result.jkt ? { jkt: result.jkt } : {}), ...(result.x5t ? { x5t: result.x5t } : {}) })
-        events.emit('token.acquired', { label: token.label, cacheKey, type: token.type, grant, expiresAt: token.expiresAt, attempts: result.attempts, waitMs: receivedAt - started, reason: background ? 'refresh' : 'demand' })
+        const bound = { ...(result.type === 'DPoP' && result.jkt ? { jkt: result.jkt } : {}), ...(result.x5t ? { x5t: result.x5t } : {}) }
+        const token = holdable(result.response, result.type, receivedAt, params.scope, cacheKey, generation, bound)
+        events.emit('token.acquired', { label: token.label, cacheKey, type: token.type, grant: used, expiresAt: token.expiresAt, attempts: result.attempts, waitMs: receivedAt - started, reason: background ? 'refresh' : 'demand' })
         return token
       } catch (err) {
         events.emit('token.failed', { cacheKey, code: codeOf(err), message: messageOf(err) })
@@ -452,89 +431,35 @@ export function createSession(options: SessionOptions): Session {
     },
   })
 
-  // The context element values tokens were last issued under (key and certificate have their own events).
-  let lastContext: { workloadId: string | undefined; fingerprint: string | undefined } | undefined
-  const currentContext = () => {
-    const id = options.context?.workloadId
-    return {
-      workloadId: typeof id === 'function' ? id() : (id ?? transport.clientCertificate?.current().spiffeId),
-      fingerprint: options.context?.fingerprint?.(),
-    }
-  }
-  const checkContext = () => {
-    if (!options.context && !transport.clientCertificate) return ''
-    const now = currentContext()
-    if (lastContext) {
-      for (const element of ['workload-id', 'fingerprint'] as const) {
-        const key = element === 'workload-id' ? 'workloadId' : 'fingerprint'
-        if (now[key] !== lastContext[key]) {
-          // every token of the old context goes before the next request
-          const tokensDropped = manager.dropWhere(() => true)
-          events.emit('context.changed', { element, tokensDropped })
-          break
-        }
-      }
-    }
-    lastContext = now
-    return JSON.stringify([now.workloadId ?? null, now.fingerprint ?? null])
+  // The cache key and parameters of the default need, remembered while nothing changes (the hot path).
+  let last: { resource: string | undefined; bindingKey: string; key: string; params: TokenParams } | undefined
+  /** The opaque cache key of `req` and the parameters a token request for it sends. */
+  const keyOf = (req: TokenRequest): { key: string; params: TokenParams } => {
+    const bindingKey = binding.key()
+    const simple = req.scope === undefined && req.stepUp === undefined
+    if (simple && last && last.resource === req.resource && last.bindingKey === bindingKey) return last
+    const resource = req.resource ?? grant.resource
+    const scope = req.scope ?? grant.scope
+    const stepUp = req.stepUp
+    const key = JSON.stringify([resource ?? null, scope ?? null, stepUp ? [stepUp.origin, stepUp.level, stepUp.params ?? 'adopted'] : null, bindingKey])
+    const params: TokenParams = { resource, scope, extra: stepUp?.params ? { ...stepUp.params } : NO_EXTRA }
+    const out = { key, params }
+    if (simple) last = { resource: req.resource, bindingKey, ...out }
+    return out
   }
 
-  // Posture: cached answers, re-asked at most every postureInterval seconds.
-  let posture: { healthy: boolean; reason: string | undefined; at: number } | undefined
-  let postureFlight: Promise<void> | undefined
-  const checkPosture = async () => {
-    if (!options.posture) return
-    const now = clock.now()
-    if (!posture || now - posture.at >= (options.postureInterval ?? 10) * 1000) {
-      postureFlight ??= (async () => {
-        let answer: { healthy: boolean; reason?: string }
-        try {
-          answer = await options.posture!()
-        } catch (err) {
-          answer = { healthy: false, reason: `the posture check failed (${err instanceof Error ? err.message.slice(0, 200) : 'error'})` }
-        }
-        const changed = posture === undefined || posture.healthy !== answer.healthy
-        posture = { healthy: answer.healthy === true, reason: answer.reason, at: clock.now() }
-        if (changed) {
-          events.emit('posture.changed', { healthy: posture.healthy, reason: posture.reason })
-          if (!posture.healthy) {
-            const held = manager.held()
-            manager.clear()
-            if (options.revokeWhenUnhealthy) void revokeHeld(held).catch(() => {})
-          }
-        }
-      })().finally(() => {
-        postureFlight = undefined
-      })
-      await postureFlight
-    }
-    if (posture && !posture.healthy) {
-      throw new BoundError('ERR_POSTURE_UNHEALTHY', `The workload's posture check says unhealthy${posture.reason ? ` (${posture.reason.slice(0, 200)})` : ''}; no credentials are sent until it is healthy again`)
-    }
-  }
+  const stepUpExpired = (stepUp: StepUpApproval) =>
+    new BoundError('ERR_STEP_UP_REQUIRED', `The step-up token the application handed over for ${stepUp.origin} (${stepUp.level}) has expired or was dropped; the level must be approved again`)
 
-  // the default request's key, remembered while the binding and the context stay the same
-  let defaultKey: { jkt: string | undefined; context: string; resource: string | undefined; key: string } | undefined
-  const keyFor = (req: TokenRequest) => {
-    if (req.resource === undefined && req.scope === undefined && req.extra === undefined) {
-      const context = checkContext()
-      if (defaultKey && defaultKey.jkt === dpop?.jkt && defaultKey.context === context && defaultKey.resource === defaultResource) return defaultKey.key
-      const key = computeKey(req, context)
-      defaultKey = { jkt: dpop?.jkt, context, resource: defaultResource, key }
-      return key
+  const tokenFor = (req: TokenRequest): Promise<BoundToken> => {
+    const { key, params } = keyOf(req)
+    if (req.stepUp && !req.stepUp.params) {
+      // a handed-over token: never earned again
+      const held = manager.peek(key)
+      return held ? Promise.resolve(held) : Promise.reject(stepUpExpired(req.stepUp))
     }
-    return computeKey(req, checkContext())
-  }
-  const computeKey = (req: TokenRequest, context: string) => {
-    const resource = req.resource ?? defaultResource
-    const scope = req.scope ?? baseGrant.scope
-    const extra = req.extra ? Object.fromEntries(Object.entries(req.extra).sort(([a], [b]) => (a < b ? -1 : 1))) : {}
-    const cacheKey = JSON.stringify([resource ?? null, scope ?? null, extra, dpop?.jkt ?? null, context])
-    if (!requests.has(cacheKey)) {
-      if (requests.size >= 1000) requests.delete(requests.keys().next().value as string)
-      requests.set(cacheKey, { resource, scope, extra })
-    }
-    return cacheKey
+    if (req.claims !== undefined) return manager.forceRefresh(key, params, { once: { ...params, extra: { ...params.extra, claims: req.claims } }, signal: req.signal })
+    return manager.get(key, params, req.signal)
   }
 
   const offRotated = transport.clientCertificate?.events.on('rotated', ({ previous, current }) => {
@@ -542,34 +467,17 @@ export function createSession(options: SessionOptions): Session {
     events.emit('certificate.rotated', { previousX5t: previous.x5t, x5t: current.x5t, subject: current.subject, tokensDropped })
   })
 
-  /** RFC 7009: revokes `held` access tokens and, with `refreshToo`, the refresh token. Throws when some could not be. */
-  const revokeHeld = async (held: BoundToken[], refreshToo = false, signal?: AbortSignal) => {
-    const url = await endpoint('revocation_endpoint', signal).catch(() => undefined)
-    if (!url) throw new BoundError('ERR_INVALID_CONFIG', 'the authorization server publishes no revocation_endpoint: nothing could be revoked')
-    const timeout = AbortSignal.timeout((options.tokenRequestTimeout ?? 10) * 1000)
-    const ctx = { endpoint: url, issuer, clientId: options.clientId, clientAuth, fetch: transport.fetch, clock, signal: signal ? AbortSignal.any([signal, timeout]) : timeout }
-    const failures: unknown[] = []
-    const rt = refreshToo ? refreshTokenValue : undefined
-    if (refreshToo) refreshTokenValue = undefined
-    if (rt !== undefined) await revokeToken(ctx, rt, 'refresh_token').then(() => events.emit('token.revoked', { label: 'refresh token', hint: 'refresh_token' }), (e: unknown) => failures.push(e))
-    for (const token of held) {
-      await revokeToken(ctx, token.value, 'access_token').then(() => events.emit('token.revoked', { label: token.label, hint: 'access_token' }), (e: unknown) => failures.push(e))
-    }
-    if (failures.length > 0) throw new BoundError('ERR_TOKEN_ENDPOINT', `${failures.length} token(s) could not be revoked`, { cause: failures[0] })
-  }
-
   const close = async (closeOptions: { revoke?: boolean; signal?: AbortSignal; bestEffort?: boolean } = {}) => {
     if (closed) return
     closed = true
     offRotated?.()
-    const held = manager.held()
     manager.close()
     try {
-      if (closeOptions.revoke) await revokeHeld(held, true, closeOptions.signal).catch((err: unknown) => {
+      if (closeOptions.revoke) await acquisition.revoke(undefined, true, closeOptions.signal).catch((err: unknown) => {
         if (!closeOptions.bestEffort) throw err
       })
     } finally {
-      refreshTokenValue = undefined
+      acquisition.forget()
       if (ownTransport) await transport.close()
     }
   }
@@ -577,28 +485,18 @@ export function createSession(options: SessionOptions): Session {
   const session: Session = {
     clientId: options.clientId,
     get issuer() {
-      return issuer
+      return acquisition.issuer
     },
     get ready() {
-      return issuer !== undefined || options.tokenEndpoint !== undefined
+      return acquisition.ready
     },
     dpop,
     transport,
     events,
-    get resource() {
-      return defaultResource
-    },
-    metadata,
+    resource: grant.resource,
+    metadata: acquisition.metadata,
     useResourceMetadata(prm) {
-      const servers = prm.authorization_servers ?? []
-      if (issuer === undefined && options.tokenEndpoint === undefined) {
-        const first = servers[0]
-        if (first === undefined) throw new BoundError('ERR_DISCOVERY', `The protected resource ${prm.resource} names no authorization server`)
-        assertSecureUrl(first, 'authorization server from the protected resource metadata')
-        issuer = first
-      } else if (issuer !== undefined && servers.length > 0 && !servers.includes(issuer)) {
-        throw new BoundError('ERR_DISCOVERY', `The protected resource ${prm.resource} trusts ${servers.slice(0, 5).join(', ')}, not this session's authorization server ${issuer}`)
-      }
+      acquisition.learnIssuer(prm)
       if (prm.dpop_bound_access_tokens_required && !dpop) {
         throw new BoundError('ERR_INVALID_CONFIG', `The protected resource ${prm.resource} requires DPoP-bound tokens (RFC 9728 dpop_bound_access_tokens_required); give the session a DPoP key`)
       }
@@ -606,24 +504,23 @@ export function createSession(options: SessionOptions): Session {
       if (prm.tls_client_certificate_bound_access_tokens && !transport.hasClientCertificate && !dpop) {
         throw new BoundError('ERR_INVALID_CONFIG', `The protected resource ${prm.resource} requires certificate-bound tokens (RFC 9728 tls_client_certificate_bound_access_tokens); give the session a client certificate`)
       }
-      // RFC 8707: the resource indicator is the metadata's resource, verbatim
-      if (defaultResource === undefined) defaultResource = prm.resource
     },
     token(req = {}) {
       // (the hot path: no posture check configured → no extra promise)
-      if (!options.posture) return manager.get(keyFor(req), req.signal)
-      return checkPosture().then(() => manager.get(keyFor(req), req.signal))
+      const posture = binding.checkPosture()
+      return posture ? posture.then(() => tokenFor(req)) : tokenFor(req)
     },
     forceRefresh(req = {}) {
-      return manager.forceRefresh(keyFor(req), req.signal)
+      const { key, params } = keyOf(req)
+      return manager.forceRefresh(key, params, { signal: req.signal })
     },
-    accepts,
-    putToken(req, response) {
-      const parsed = parseTokenResponse(response, 'the token set given by the application', dpop !== undefined, options.acceptBearerDowngrade ?? false)
-      const cacheKey = keyFor(req)
-      const receivedAt = clock.now()
-      const token = holdable(parsed.response, parsed.type, receivedAt, req, cacheKey, 0, parsed.type === 'DPoP' && dpop ? { jkt: dpop.jkt } : {})
-      manager.put(cacheKey, token)
+    isCurrent: binding.isCurrent,
+    adopt(req, tokenSet) {
+      const parsedSet = parseTokenResponse(tokenSet, 'the token set given by the application', dpop !== undefined, options.acceptBearerDowngrade ?? false)
+      const { key, params } = keyOf(req)
+      const bound = parsedSet.type === 'DPoP' && dpop ? { jkt: dpop.jkt } : {}
+      const token = holdable(parsedSet.response, parsedSet.type, clock.now(), params.scope, key, manager.nextGeneration(), bound)
+      manager.put(key, token)
       return token
     },
     invalidate(token) {
@@ -638,40 +535,23 @@ export function createSession(options: SessionOptions): Session {
       const tokensDropped = manager.dropWhere((t) => t.binding.jkt === previousJkt)
       events.emit('key.rotated', { previousJkt, jkt: key.jkt, tokensDropped })
     },
-    async requestToken(grant, req = {}) {
-      await checkPosture()
-      const result = await request(grant, { resource: req.resource ?? defaultResource, scope: req.scope ?? baseGrant.scope, extra: req.extra }, req.signal)
+    async requestToken(g, req = {}) {
+      await binding.checkPosture()
+      const result = await acquisition.request(g, { resource: req.resource ?? grant.resource, scope: req.scope ?? grant.scope, extra: NO_EXTRA }, req.signal)
       return { ...result.response, token_type: result.type }
     },
     async backchannelAuthenticate(params, signal) {
-      await checkPosture()
-      const url = await endpoint('backchannel_authentication_endpoint', signal)
-      if (!url) throw new BoundError('ERR_DISCOVERY', `The authorization server ${issuer} publishes no backchannel_authentication_endpoint (CIBA)`)
-      const body = new URLSearchParams(params)
-      const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' }
-      await clientAuth.apply({ clientId: options.clientId, issuer, endpoint: url, body, headers, now: Math.floor(clock.now() / 1000) })
-      let res
-      try {
-        res = await transport.fetch(url, { method: 'POST', headers, body: body.toString(), redirect: 'manual', signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(10_000)]) : AbortSignal.timeout(10_000) })
-      } catch (err) {
-        throw new BoundError('ERR_NETWORK', `The backchannel authentication endpoint ${url} could not be reached`, { cause: err })
-      }
-      const json = (await res.json().catch(() => undefined)) as Record<string, unknown> | undefined
-      if (res.status !== 200 || typeof json?.auth_req_id !== 'string') {
-        const error = typeof json?.error === 'string' ? json.error : 'unexpected_response'
-        throw new TokenEndpointError({ error, error_description: typeof json?.error_description === 'string' ? json.error_description : undefined, status: res.status, endpoint: url })
-      }
-      return { auth_req_id: json.auth_req_id, expires_in: Number(json.expires_in ?? 120), ...(typeof json.interval === 'number' ? { interval: json.interval } : {}) }
+      await binding.checkPosture()
+      return acquisition.backchannelAuthenticate(params, signal)
     },
     async rotate() {
       if (!dpop) throw new BoundError('ERR_INVALID_CONFIG', 'rotate: this session has no DPoP key')
-      const held = manager.held()
       session.rotateDpopKey(await generateDpopKey({ alg: dpop.key.alg }))
       manager.clear()
-      await revokeHeld(held).catch(() => {}) // best effort: the old tokens are bound to a key nobody holds any more
+      await acquisition.revoke().catch(() => {}) // best effort: the old tokens are bound to a key nobody holds any more
     },
     close,
-    // `await using session = createSession(…)`: the session ends with its scope, and what it held is revoked (best effort)
+    // `await using session = createSession(…)`: the session ends with its scope, and what it obtained is revoked (best effort)
     [Symbol.asyncDispose]: () => close({ revoke: true, bestEffort: true }),
   }
   instrumentSession(session, options.telemetry)

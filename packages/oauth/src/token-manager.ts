@@ -1,4 +1,5 @@
-import { BoundError, TokenEndpointError, createSingleFlight, type Clock } from '@bound/core'
+import { BoundError, TokenEndpointError, type Clock } from '@bound/core'
+import { createSingleFlight } from '@bound/core/internal'
 import type { BoundToken } from './token.js'
 
 /**
@@ -59,16 +60,19 @@ export type TokenManagerEvent =
   | { type: 'refresh.started'; cacheKey: string; reason: 'schedule' | 'demand' | 'forced' }
   | { type: 'backoff'; cacheKey: string; failures: number; until: number; error: unknown }
   | { type: 'wait'; cacheKey: string; ms: number }
+  | { type: 'evicted'; cacheKey: string }
 
 /**
- * Options of {@link createTokenManager}.
+ * Options of {@link createTokenManager}. `P` is what a token request needs (resource, scope, …): it
+ * is handed to `earn` and kept with the cache entry, so a scheduled refresh earns with exactly the
+ * parameters the token was first earned with.
  *
  * @example
  * ```ts
- * const options: TokenManagerOptions = { clock: systemClock, earn: async (cacheKey, generation) => createBoundToken({ … }), refresh: { ahead: 0.25 } }
+ * const options: TokenManagerOptions<{ resource: string }> = { clock: systemClock, earn: async (cacheKey, params, { generation }) => createBoundToken({ … }), maxEntries: 100 }
  * ```
  */
-export interface TokenManagerOptions {
+export interface TokenManagerOptions<P> {
   /** The clock lifetimes are measured with. */
   clock: Clock
   /** Refresh-ahead schedule. */
@@ -79,10 +83,23 @@ export interface TokenManagerOptions {
   accept?(token: BoundToken): boolean
   /** Random source in [0, 1) for jitter. Default `Math.random`. */
   random?: () => number
-  /** Earns a new token for a cache key (`background`: a refresh ahead of expiry, nobody waits on it). */
-  earn(cacheKey: string, generation: number, context: { background: boolean }): Promise<BoundToken>
+  /**
+   * Cache entries held at most; past it the least recently used entry goes, with its timer and its
+   * back-off state. Default 256.
+   */
+  maxEntries?: number
+  /**
+   * Earns a new token for a cache key with `params` (`background`: a refresh ahead of expiry,
+   * nobody waits on it; `generation`: the number the token must carry).
+   */
+  earn(cacheKey: string, params: P, context: { background: boolean; generation: number }): Promise<BoundToken>
   /** Told about background refresh failures (the held token keeps serving). */
   onBackgroundError?(cacheKey: string, error: unknown): void
+  /**
+   * Whether a failed `earn` counts towards the back-off. Default: every failure. (A refusal that
+   * is not the AS's, such as an unhealthy posture, should not hold callers off once it is over.)
+   */
+  countsAsFailure?(error: unknown): boolean
   /** Told about schedule decisions. */
   onEvent?(event: TokenManagerEvent): void
   /** Timer functions (simulations and tests). Default the global `setTimeout`/`clearTimeout`. */
@@ -110,22 +127,34 @@ const globalTimers: Timers = {
 }
 
 /**
- * Caches tokens per key, refreshes ahead of expiry, and runs one token request per key.
+ * Caches tokens per key, refreshes ahead of expiry, and runs one token request per key. Keys are
+ * opaque strings; what a token request needs travels with each call and stays with its entry.
  *
  * @example
  * ```ts
- * const manager: TokenManager = createTokenManager({ clock: systemClock, earn })
- * const token = await manager.get('orders')
+ * const manager: TokenManager<{ resource: string }> = createTokenManager({ clock: systemClock, earn })
+ * const token = await manager.get('orders', { resource: 'https://orders.example.com' })
  * manager.close()
  * ```
  */
-export interface TokenManager {
-  /** A valid token for `cacheKey`: cached at once, or the single in-flight request's result. */
-  get(cacheKey: string, signal?: AbortSignal): Promise<BoundToken>
-  /** Earns a new token for `cacheKey` now (joining one in flight), whatever is held. */
-  forceRefresh(cacheKey: string, signal?: AbortSignal): Promise<BoundToken>
-  /** Holds `token` for `cacheKey` (a token obtained elsewhere), replacing what was held. */
+export interface TokenManager<P> {
+  /** A valid token for `cacheKey`: cached at once, or the single in-flight request's result (earned with `params`). */
+  get(cacheKey: string, params: P, signal?: AbortSignal): Promise<BoundToken>
+  /**
+   * Earns a new token for `cacheKey` now, whatever is held, and holds it. `once` (say, a claims
+   * challenge) is what this one request is earned with; the entry keeps `params` for its refreshes.
+   * Joins a request in flight for the same key and the same `once`.
+   */
+  forceRefresh(cacheKey: string, params: P, options?: { once?: P; signal?: AbortSignal | undefined }): Promise<BoundToken>
+  /** The held token of `cacheKey` when it may be served now (marks it used), else undefined. Never earns. */
+  peek(cacheKey: string): BoundToken | undefined
+  /**
+   * Holds `token` for `cacheKey` (a token obtained elsewhere), replacing what was held. It is not
+   * refreshed ahead of expiry: once it may not be served, the next `get` earns a new one.
+   */
   put(cacheKey: string, token: BoundToken): void
+  /** A generation number no token of this manager carries yet (for a token made by {@link put}'s caller). */
+  nextGeneration(): number
   /** Drops `token` if it is still the held generation (e.g. after `invalid_token`). */
   invalidate(token: BoundToken): boolean
   /** Drops every held token. */
@@ -134,14 +163,18 @@ export interface TokenManager {
   dropWhere(predicate: (token: BoundToken) => boolean): number
   /** The tokens currently held. */
   held(): BoundToken[]
+  /** Cache entries held (tokens, and keys backing off). */
+  readonly size: number
   /** When the held token of `cacheKey` is due for refresh (epoch ms), for diagnostics and tests. */
   refreshAt(cacheKey: string): number | undefined
   /** Stops every timer and drops every token; later calls fail with `ERR_CLOSED`. */
   close(): void
 }
 
-interface Entry {
+interface Held<P> {
   token: BoundToken
+  /** What a refresh earns with; undefined for a token handed over (never refreshed ahead). */
+  params: P | undefined
   refreshAt: number
   usableUntil: number
   used: boolean
@@ -154,6 +187,12 @@ interface Failure {
   error: unknown
 }
 
+/** One cache key's state: evicted as a whole (token, timer, back-off). */
+interface Slot<P> {
+  held?: Held<P> | undefined
+  failure?: Failure | undefined
+}
+
 /**
  * Creates a {@link TokenManager}.
  *
@@ -162,15 +201,15 @@ interface Failure {
  * earned on demand), while callers keep getting it; one request per key however many wait; failed
  * requests back off exponentially with full jitter and `Retry-After`; without a valid token,
  * callers during a back-off fail fast with `ERR_TOKEN_UNAVAILABLE`. Timers never keep the process
- * alive.
+ * alive. At most `maxEntries` keys are held; the least recently used goes first, timer and all.
  *
  * @example
  * ```ts
- * const manager = createTokenManager({ clock: systemClock, earn: (key, generation) => requestToken(key, generation) })
- * const token = await manager.get('orders')
+ * const manager = createTokenManager({ clock: systemClock, earn: (key, params, { generation }) => requestToken(params, generation) })
+ * const token = await manager.get('orders', { resource: 'https://orders.example.com' })
  * ```
  */
-export function createTokenManager(options: TokenManagerOptions): TokenManager {
+export function createTokenManager<P>(options: TokenManagerOptions<P>): TokenManager<P> {
   const { clock } = options
   const random = options.random ?? Math.random
   const ahead = options.refresh?.ahead ?? 0.25
@@ -179,103 +218,125 @@ export function createTokenManager(options: TokenManagerOptions): TokenManager {
   const steadyJitter = options.refresh?.steadyJitter ?? 0.02
   const skewMs = (options.refresh?.expirySkewSeconds ?? 2) * 1000
   const background = options.refresh?.background ?? true
+  const maxEntries = options.maxEntries ?? 256
   if (!(ahead > 0 && ahead < 1)) throw new BoundError('ERR_INVALID_CONFIG', 'refresh.ahead must be between 0 and 1 (exclusive)')
   if (!(jitter >= 0 && jitter <= 1) || !(steadyJitter >= 0 && steadyJitter <= 1)) throw new BoundError('ERR_INVALID_CONFIG', 'refresh.jitter must be in [0, 1]')
+  if (!Number.isInteger(maxEntries) || maxEntries < 1) throw new BoundError('ERR_INVALID_CONFIG', 'maxEntries must be a positive integer')
   const initialMs = (options.backoff?.initialSeconds ?? 1) * 1000
   const maxMs = (options.backoff?.maxSeconds ?? 60) * 1000
   const maxRetryAfterMs = (options.backoff?.maxRetryAfterSeconds ?? 3600) * 1000
   const accept = options.accept ?? (() => true)
   const timers = options.timers ?? globalTimers
-  const entries = new Map<string, Entry>()
-  const failures = new Map<string, Failure>()
-  const generations = new Map<string, number>()
+  // insertion order is recency order: a touched slot moves to the end, the first one is evicted
+  const slots = new Map<string, Slot<P>>()
   const flights = createSingleFlight<string, BoundToken>()
+  let generation = 0 // one counter for every key: a generation is never reused, even after eviction
   let closed = false
 
-  const setEntry = (cacheKey: string, entry: Entry | undefined) => {
-    const previous = entries.get(cacheKey)
-    if (previous?.timer !== undefined) timers.clearTimeout(previous.timer)
-    if (entry) entries.set(cacheKey, entry)
-    else entries.delete(cacheKey)
+  const slot = (cacheKey: string, create: boolean): Slot<P> | undefined => {
+    let s = slots.get(cacheKey)
+    if (s) {
+      slots.delete(cacheKey)
+      slots.set(cacheKey, s)
+      return s
+    }
+    if (!create) return undefined
+    s = {}
+    slots.set(cacheKey, s)
+    while (slots.size > maxEntries) {
+      const [oldest, old] = slots.entries().next().value as [string, Slot<P>]
+      if (old.held?.timer !== undefined) timers.clearTimeout(old.held.timer)
+      slots.delete(oldest)
+      options.onEvent?.({ type: 'evicted', cacheKey: oldest })
+    }
+    return s
   }
 
-  const schedule = (cacheKey: string, token: BoundToken, onDemand: boolean): Entry => {
+  const setHeld = (cacheKey: string, held: Held<P> | undefined) => {
+    const s = slots.get(cacheKey) ?? (held ? slot(cacheKey, true)! : undefined)
+    if (!s) return
+    if (s.held?.timer !== undefined) timers.clearTimeout(s.held.timer)
+    s.held = held
+    if (!held && !s.failure) slots.delete(cacheKey)
+  }
+
+  const usableUntilOf = (token: BoundToken) => token.expiresAt - Math.min(skewMs, Math.max(0, token.expiresAt - token.receivedAt) / 4)
+
+  const schedule = (cacheKey: string, token: BoundToken, params: P, onDemand: boolean): Held<P> => {
     const lifetime = Math.max(0, token.expiresAt - token.receivedAt)
-    const usableUntil = token.expiresAt - Math.min(skewMs, lifetime / 4)
+    const usableUntil = usableUntilOf(token)
     const lead = Math.max(lifetime * ahead, Math.min(minAheadMs, lifetime / 2))
     const point = Math.min(token.expiresAt - lead, usableUntil) - token.receivedAt
     const spread = onDemand ? jitter : steadyJitter
     const refreshAt = token.receivedAt + point * (1 - spread * random())
-    const entry: Entry = { token, refreshAt, usableUntil, used: false }
-    armTimer(cacheKey, entry, refreshAt)
-    return entry
+    const held: Held<P> = { token, params, refreshAt, usableUntil, used: false }
+    armTimer(cacheKey, held, refreshAt)
+    return held
   }
 
-  const armTimer = (cacheKey: string, entry: Entry, at: number) => {
-    if (!background || closed) return
-    if (entry.timer !== undefined) timers.clearTimeout(entry.timer)
-    const handle = timers.setTimeout(() => onTimer(cacheKey, entry), Math.max(0, at - clock.now()))
+  const armTimer = (cacheKey: string, held: Held<P>, at: number) => {
+    if (!background || closed || held.params === undefined) return
+    if (held.timer !== undefined) timers.clearTimeout(held.timer)
+    const handle = timers.setTimeout(() => onTimer(cacheKey, held), Math.max(0, at - clock.now()))
     ;(handle as { unref?: () => void } | undefined)?.unref?.()
-    entry.timer = handle
+    held.timer = handle
     options.onEvent?.({ type: 'refresh.scheduled', cacheKey, at })
   }
 
-  const onTimer = (cacheKey: string, entry: Entry) => {
-    entry.timer = undefined
-    if (closed || entries.get(cacheKey) !== entry || !entry.used) return // idle tokens are not kept warm
+  const onTimer = (cacheKey: string, held: Held<P>) => {
+    held.timer = undefined
+    const s = slots.get(cacheKey)
+    if (closed || s?.held !== held || !held.used) return // idle tokens are not kept warm
     const now = clock.now()
-    if (now >= entry.usableUntil) return
-    const failure = failures.get(cacheKey)
-    if (failure && now < failure.nextAttemptAt) {
-      armTimer(cacheKey, entry, failure.nextAttemptAt)
+    if (now >= held.usableUntil) return
+    if (s.failure && now < s.failure.nextAttemptAt) {
+      armTimer(cacheKey, held, s.failure.nextAttemptAt)
       return
     }
-    refreshInBackground(cacheKey, 'schedule')
+    refreshInBackground(cacheKey, held.params!, 'schedule')
   }
 
-  const refreshInBackground = (cacheKey: string, reason: 'schedule' | 'demand') => {
+  const refreshInBackground = (cacheKey: string, params: P, reason: 'schedule' | 'demand') => {
     if (flights.has(cacheKey)) return
     options.onEvent?.({ type: 'refresh.started', cacheKey, reason })
-    earn(cacheKey, false).catch((err: unknown) => {
+    earn(cacheKey, params, params, false).catch((err: unknown) => {
       options.onBackgroundError?.(cacheKey, err)
       // try again after the back-off while the held token is still good
-      const entry = entries.get(cacheKey)
-      const failure = failures.get(cacheKey)
-      if (entry && failure && !closed) armTimer(cacheKey, entry, failure.nextAttemptAt)
+      const s = slots.get(cacheKey)
+      if (s?.held && s.failure && !closed) armTimer(cacheKey, s.held, s.failure.nextAttemptAt)
     })
   }
 
-  const earn = (cacheKey: string, onDemand: boolean) =>
-    flights.run(cacheKey, async () => {
-      const generation = (generations.get(cacheKey) ?? 0) + 1
-      generations.set(cacheKey, generation)
-      const previous = entries.get(cacheKey)
+  /** One token request for `cacheKey` with `once` (usually `params`); the held entry keeps `params`. */
+  const earn = (cacheKey: string, params: P, once: P, onDemand: boolean, flight = cacheKey) =>
+    flights.run(flight, async () => {
+      const previous = slots.get(cacheKey)?.held
       let token: BoundToken
       try {
-        token = await options.earn(cacheKey, generation, { background: !onDemand })
+        token = await options.earn(cacheKey, once, { background: !onDemand, generation: ++generation })
       } catch (err) {
-        recordFailure(cacheKey, err)
+        if (options.countsAsFailure?.(err) ?? true) recordFailure(cacheKey, err)
         throw err
       }
-      if (previous && entries.get(cacheKey) === previous && token.expiresAt <= previous.token.expiresAt && clock.now() < previous.usableUntil) {
+      const s = slots.get(cacheKey)
+      if (previous && s?.held === previous && token.expiresAt <= previous.token.expiresAt && clock.now() < previous.usableUntil) {
         // The AS handed back a token that lives no longer than the held one: keep it, but back off
         // instead of refreshing in a loop.
         recordFailure(cacheKey, new BoundError('ERR_TOKEN_UNAVAILABLE', 'The authorization server issued a token that expires no later than the one held'))
-      } else {
-        failures.delete(cacheKey)
+      } else if (s) {
+        s.failure = undefined
       }
-      if (!closed && accept(token)) {
-        setEntry(cacheKey, schedule(cacheKey, token, onDemand)) // unused until a caller takes it
-      }
+      if (!closed && accept(token)) setHeld(cacheKey, schedule(cacheKey, token, params, onDemand)) // unused until a caller takes it
       return token
     })
 
   const recordFailure = (cacheKey: string, error: unknown) => {
-    const count = (failures.get(cacheKey)?.count ?? 0) + 1
+    const s = slot(cacheKey, true)!
+    const count = (s.failure?.count ?? 0) + 1
     const ceiling = Math.min(maxMs, initialMs * 2 ** Math.min(count - 1, 30))
     const retryAfterMs = error instanceof TokenEndpointError && error.retryAfter !== undefined ? Math.min(error.retryAfter * 1000, maxRetryAfterMs) : 0
     const until = clock.now() + Math.max(retryAfterMs, random() * ceiling)
-    failures.set(cacheKey, { count, nextAttemptAt: until, error })
+    s.failure = { count, nextAttemptAt: until, error }
     options.onEvent?.({ type: 'backoff', cacheKey, failures: count, until, error })
   }
 
@@ -283,22 +344,31 @@ export function createTokenManager(options: TokenManagerOptions): TokenManager {
     if (closed) throw new BoundError('ERR_CLOSED', 'The session is closed')
   }
 
+  /** The held token when it may be served at `now` (dropping one that may not). */
+  const servable = (cacheKey: string, s: Slot<P> | undefined, now: number): Held<P> | undefined => {
+    const held = s?.held
+    if (!held) return undefined
+    if (now < held.usableUntil && accept(held.token)) return held
+    setHeld(cacheKey, undefined)
+    return undefined
+  }
+
   return {
-    async get(cacheKey, signal) {
+    async get(cacheKey, params, signal) {
       assertOpen()
       signal?.throwIfAborted()
-      const entry = entries.get(cacheKey)
+      const s = slot(cacheKey, false)
       const now = clock.now()
-      const failure = failures.get(cacheKey)
+      const failure = s?.failure
       const backingOff = failure !== undefined && now < failure.nextAttemptAt
-      if (entry && now < entry.usableUntil && accept(entry.token)) {
-        entry.used = true
+      const held = servable(cacheKey, s, now)
+      if (held) {
+        held.used = true
         // Past the refresh point (a timer that has not fired, or background refresh off): refresh now,
         // in the background; callers keep the current token meanwhile.
-        if (now >= entry.refreshAt && !backingOff) refreshInBackground(cacheKey, 'demand')
-        return entry.token
+        if (now >= held.refreshAt && !backingOff && held.params !== undefined) refreshInBackground(cacheKey, held.params, 'demand')
+        return held.token
       }
-      if (entry) setEntry(cacheKey, undefined)
       if (backingOff && !flights.has(cacheKey)) {
         // No valid token and the AS failed recently: fail fast instead of piling onto it.
         if (!isTransient(failure.error)) throw failure.error
@@ -307,53 +377,65 @@ export function createTokenManager(options: TokenManagerOptions): TokenManager {
       const started = clock.now()
       let token: BoundToken
       try {
-        token = await waitFor(earn(cacheKey, true), signal) // the shared request is not tied to one caller's signal
+        token = await waitFor(earn(cacheKey, params, params, true), signal) // the shared request is not tied to one caller's signal
       } catch (err) {
         if (signal?.aborted || !isTransient(err)) throw err
-        throw unavailable(err, (failures.get(cacheKey)?.nextAttemptAt ?? now) - clock.now())
+        throw unavailable(err, (slots.get(cacheKey)?.failure?.nextAttemptAt ?? now) - clock.now())
       }
       options.onEvent?.({ type: 'wait', cacheKey, ms: clock.now() - started })
-      const held = entries.get(cacheKey)
-      if (held?.token === token) held.used = true
+      const now2 = slots.get(cacheKey)?.held
+      if (now2?.token === token) now2.used = true
       return token
     },
-    async forceRefresh(cacheKey, signal) {
+    async forceRefresh(cacheKey, params, { once, signal } = {}) {
       assertOpen()
       options.onEvent?.({ type: 'refresh.started', cacheKey, reason: 'forced' })
-      return waitFor(earn(cacheKey, true), signal)
+      const flight = once === undefined ? cacheKey : `${cacheKey}\u0000${JSON.stringify(once)}`
+      return waitFor(earn(cacheKey, params, once ?? params, true, flight), signal)
+    },
+    peek(cacheKey) {
+      assertOpen()
+      const held = servable(cacheKey, slot(cacheKey, false), clock.now())
+      if (held) held.used = true
+      return held?.token
     },
     put(cacheKey, token) {
       assertOpen()
-      failures.delete(cacheKey)
-      // no scheduled refresh: the manager cannot earn this kind of token again by itself
-      setEntry(cacheKey, { token, refreshAt: Number.POSITIVE_INFINITY, usableUntil: token.expiresAt - Math.min(skewMs, (token.expiresAt - token.receivedAt) / 4), used: true })
+      slot(cacheKey, true)!.failure = undefined
+      // no scheduled refresh: the manager did not earn it and may not know how to earn it again
+      setHeld(cacheKey, { token, params: undefined, refreshAt: Number.POSITIVE_INFINITY, usableUntil: usableUntilOf(token), used: true })
     },
+    nextGeneration: () => ++generation,
     invalidate(token) {
-      const entry = entries.get(token.cacheKey)
-      if (entry && entry.token.generation === token.generation) {
-        setEntry(token.cacheKey, undefined)
+      const s = slots.get(token.cacheKey)
+      if (s?.held && s.held.token.generation === token.generation) {
+        setHeld(token.cacheKey, undefined)
         return true
       }
       return false
     },
     clear() {
-      for (const key of [...entries.keys()]) setEntry(key, undefined)
+      for (const key of [...slots.keys()]) setHeld(key, undefined)
     },
     dropWhere(predicate) {
       let dropped = 0
-      for (const [key, entry] of [...entries]) {
-        if (predicate(entry.token)) {
-          setEntry(key, undefined)
+      for (const [key, s] of [...slots]) {
+        if (s.held && predicate(s.held.token)) {
+          setHeld(key, undefined)
           dropped++
         }
       }
       return dropped
     },
-    held: () => [...entries.values()].map((e) => e.token),
-    refreshAt: (cacheKey) => entries.get(cacheKey)?.refreshAt,
+    held: () => [...slots.values()].flatMap((s) => (s.held ? [s.held.token] : [])),
+    get size() {
+      return slots.size
+    },
+    refreshAt: (cacheKey) => slots.get(cacheKey)?.held?.refreshAt,
     close() {
       closed = true
-      for (const key of [...entries.keys()]) setEntry(key, undefined)
+      for (const s of slots.values()) if (s.held?.timer !== undefined) timers.clearTimeout(s.held.timer)
+      slots.clear()
     },
   }
 }

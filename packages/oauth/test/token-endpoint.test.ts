@@ -121,7 +121,7 @@ describe('DPOP-25: the AS alg list', () => {
     const transport = {
       hasClientCertificate: false,
       clientCertificate: undefined,
-      dispatcher: undefined as never,
+      dispatch: undefined as never,
       close: async () => {},
       anonymousFetch: (async () => new Response('')) as never,
       request: (async () => { throw new Error('not used') }) as never,

@@ -1,0 +1,12 @@
+/**
+ * `@bound/fetch/internal`: the challenge engine every integration (the bound fetch, the undici
+ * interceptor, and integrations for other HTTP clients) is an adapter onto. Not part of the public
+ * API: no semver promise, may change in any release. Applications use `createBoundFetch` or
+ * `boundInterceptor` from `@bound/fetch`.
+ *
+ * @packageDocumentation
+ * @module @bound/fetch/internal
+ */
+export { createChallengeEngine } from './engine.js'
+export type { ChallengeEngine, EngineExchange } from './engine.js'
+export type { HeadersView } from './exchange.js'
