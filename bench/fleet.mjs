@@ -1,7 +1,7 @@
 // A fleet of 10,000 sessions started in the same second, on a simulated clock, for one hour:
 // token requests per second, peak-to-mean. Uses Bound's real token manager with simulated timers.
 //   node bench/fleet.mjs [--quick]
-import { createBoundToken, createTokenManager } from '@bound/oauth'
+import { createBoundToken, createTokenManager } from '@bound/oauth/internal'
 
 const quick = process.argv.includes('--quick')
 const SESSIONS = quick ? 2_000 : 10_000
@@ -61,7 +61,7 @@ for (let s = 0; s < SESSIONS; s++) {
     clock,
     timers,
     ...(Number.isFinite(JITTER) ? { refresh: { jitter: JITTER } } : {}),
-    async earn(cacheKey, gen) {
+    async earn(cacheKey, _params, { generation: gen }) {
       requests++
       const second = Math.floor(now / 1000)
       const map = gen === 1 ? firstPerSecond : perSecond
@@ -72,10 +72,10 @@ for (let s = 0; s < SESSIONS; s++) {
     onEvent(e) {
       if (e.type === 'wait' && ++waited > 1) waits++
       // the workload is busy: it uses each new token soon after it arrives
-      if (e.type === 'refresh.scheduled') push(now + 1000, () => manager.get('api').catch(() => {}))
+      if (e.type === 'refresh.scheduled') push(now + 1000, () => manager.get('api', {}).catch(() => {}))
     },
   })
-  push(Math.random() * 1000, () => manager.get('api').catch(() => {}))
+  push(Math.random() * 1000, () => manager.get('api', {}).catch(() => {}))
 }
 
 const started = performance.now()

@@ -8,7 +8,8 @@
  * server URL as the last argument, the scenario in `MCP_CONFORMANCE_SCENARIO` and the workload's
  * credentials in `MCP_CONFORMANCE_CONTEXT` (JSON). The session is created WITHOUT an issuer: Bound
  * learns the authorization server and the `resource` from the MCP server's RFC 9728 metadata on
- * the first 401 (MCP-01), then earns a token with the credentials the context gives.
+ * the first 401 (MCP-01), then earns a token with the credentials the context gives. A session with
+ * credentials takes that AS only because `trustedIssuers` says so (the AS on the server's host).
  *
  * Exit code 0 when the client connected, listed tools and called one; 1 on any error (its Bound
  * error code, or HTTP status, and message go to stderr).
@@ -99,7 +100,9 @@ async function main(): Promise<void> {
   const creds = credentialsFor(scenario, ctx)
 
   const session: Session = createSession({
-    // no issuer: RFC 9728 discovery starting at the MCP server
+    // no issuer: RFC 9728 discovery starting at the MCP server. A workload that authenticates to its
+    // AS follows the metadata only to an AS it trusts: here, one on the MCP server's own host.
+    trustedIssuers: (issuer) => new URL(issuer).hostname === new URL(serverUrl).hostname,
     clientId: creds.clientId,
     clientAuth: creds.clientAuth,
     grant: creds.grant,

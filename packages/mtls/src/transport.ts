@@ -57,6 +57,12 @@ export interface TransportOptions {
   connectTimeout?: number
   /** Largest response header section, in bytes. Default 65,536 (undici's default is 16 KiB). */
   maxHeaderSize?: number
+  /**
+   * Connections per origin at most; further requests queue for a free one. Default 64: a burst
+   * of a thousand first requests makes 64 TLS handshakes, not a thousand at once (which time out
+   * on a busy machine).
+   */
+  maxConnectionsPerOrigin?: number
 }
 
 /**
@@ -162,6 +168,7 @@ export function createTransport(options: TransportOptions = {}): Transport {
       connect: { secureContext, rejectUnauthorized: true, timeout: options.connectTimeout ?? 10_000 },
       keepAliveTimeout: options.keepAliveTimeout ?? 4_000,
       maxHeaderSize: options.maxHeaderSize ?? 65_536,
+      connections: options.maxConnectionsPerOrigin ?? 64,
     })
   }
   const anonymous = agentFor(undefined)
