@@ -53,3 +53,24 @@ describe('assertSecureUrl (DPOP-31)', async () => {
     expect(() => assertSecureUrl('nope', 'x')).toThrow(expect.objectContaining({ code: 'ERR_INVALID_INPUT' }))
   })
 })
+
+describe('assertResourceIndicator (RFC 8707 §2)', async () => {
+  const { assertResourceIndicator, assertSecureUrl } = await import('../src/index.js')
+  it('takes an absolute URI; refuses a relative one, a fragment and user information, never echoing it', () => {
+    expect(assertResourceIndicator('https://api.example.com/v1', 'resource')).toBe('https://api.example.com/v1')
+    expect(assertResourceIndicator('urn:example:api', 'resource')).toBe('urn:example:api')
+    for (const bad of ['/relative', 'https://api.example.com/#frag', 'https://svc:hunter2@api.example.com']) {
+      let err: unknown
+      try {
+        assertResourceIndicator(bad, 'resource')
+      } catch (e) {
+        err = e
+      }
+      expect(err).toMatchObject({ code: 'ERR_INVALID_CONFIG' })
+      expect(String((err as Error).message)).not.toContain('hunter2')
+    }
+  })
+  it('assertSecureUrl refuses user information the same way', () => {
+    expect(() => assertSecureUrl('https://svc:hunter2@as.example.com', 'issuer')).toThrow(expect.objectContaining({ code: 'ERR_INVALID_CONFIG', message: expect.not.stringContaining('hunter2') }))
+  })
+})

@@ -1,4 +1,4 @@
-import { BoundError, assertSecureUrl, isBoundError } from '@bound/core'
+import { BoundError, assertResourceIndicator, assertSecureUrl, isBoundError } from '@bound/core'
 import { createLru, createSingleFlight } from '@bound/core/internal'
 import type { NonceObservation } from '@bound/dpop'
 import { fetchProtectedResourceMetadata, type BoundToken, type Session, type StepUpApproval, type TokenRequest } from '@bound/oauth'
@@ -164,18 +164,6 @@ const stepUpReasons: Record<StepUpOutcome, string> = {
   'rate-limited': 'this origin asked for step-ups too often (stepUpPrompts)',
 }
 
-/** A resource indicator from the configuration: an absolute URI without user information. */
-function checkResource(origin: string, resource: string): string {
-  let u: URL
-  try {
-    u = new URL(resource)
-  } catch (err) {
-    throw new BoundError('ERR_INVALID_CONFIG', `resources[${origin}] is not an absolute URI`, { cause: err })
-  }
-  if (u.username !== '' || u.password !== '') throw new BoundError('ERR_INVALID_CONFIG', `resources[${origin}] (${u.protocol}//${u.host}) must not carry user information (user:password@)`)
-  return resource
-}
-
 /**
  * Creates the {@link ChallengeEngine} for `options` (what {@link createBoundFetch} and
  * {@link boundInterceptor} are built on). Throws `ERR_INVALID_CONFIG` without a session or
@@ -194,7 +182,7 @@ export function createChallengeEngine(options: BoundOptions): ChallengeEngine {
   const allowed = new Set(options.origins.map((o, i) => assertSecureUrl(o, `credential origin origins[${i}]`).origin))
   const configuredResources = new Map(Object.entries(options.resources ?? {}).map(([o, r]) => {
     const origin = assertSecureUrl(o, 'an origin of resources').origin
-    return [origin, checkResource(origin, r)]
+    return [origin, assertResourceIndicator(r, `resources[${origin}]`)]
   }))
   for (const [i, o] of (options.resourceMetadata?.allowedOrigins ?? []).entries()) assertSecureUrl(o, `resourceMetadata.allowedOrigins[${i}]`)
   const accepted = options.acceptedAcrValues ? new Set(options.acceptedAcrValues) : undefined
@@ -366,25 +354,22 @@ export function createChallengeEngine(options: BoundOptions): ChallengeEngine {
       report('reused')
       return known
     }
-    let flight: Promise<StepUpApproval | false>
-    if (stepUps.has(key)) flight = stepUps.run(key, () => Promise.resolve(false))
-    else {
-      if (!mayPrompt(origin)) return 'rate-limited'
-      flight = stepUps.run(key, async () => {
-        const result = await options.onStepUp!({ url: url.href, origin, resource: need.resource, acrValues, maxAge: challenge.maxAge, challenge })
-        if (result === false || result === null || typeof result !== 'object') return false
-        let approval: StepUpApproval
-        if (typeof (result as { access_token?: unknown }).access_token === 'string') {
-          // a token the application obtained: held for this origin and resource, never earned again
-          approval = { origin, level }
-          session.adopt({ resource: need.resource, stepUp: approval }, result as Record<string, unknown>)
-        } else {
-          approval = { origin, level, params: Object.fromEntries(Object.entries(result).map(([k, v]) => [k, String(v)])) }
-        }
-        approvals.set(key, approval)
-        return approval
-      })
-    }
+    // a new call counts against the origin's prompt limit; joining one in flight does not
+    if (!stepUps.has(key) && !mayPrompt(origin)) return 'rate-limited'
+    const flight = stepUps.run(key, async () => {
+      const result = await options.onStepUp!({ url: url.href, origin, resource: need.resource, acrValues, maxAge: challenge.maxAge, challenge })
+      if (result === false || result === null || typeof result !== 'object') return false
+      let approval: StepUpApproval
+      if (typeof (result as { access_token?: unknown }).access_token === 'string') {
+        // a token the application obtained: held for this origin and resource, never earned again
+        approval = { origin, level }
+        session.adopt({ resource: need.resource, stepUp: approval }, result as Record<string, unknown>)
+      } else {
+        approval = { origin, level, params: Object.fromEntries(Object.entries(result).map(([k, v]) => [k, String(v)])) }
+      }
+      approvals.set(key, approval)
+      return approval
+    })
     // the shared approval goes on for the others; this request stops waiting when its signal fires
     const approval = await waitFor(flight, signal)
     report(approval ? 'approved' : 'declined')

@@ -189,41 +189,35 @@ export function createTransport(options: TransportOptions = {}): Transport {
     retire(previous)
   })
 
-  const withCertificate: TransportFetch = (input, init) => {
-    if (closed) return Promise.reject(new BoundError('ERR_CLOSED', 'The transport is closed'))
-    if (generation) {
-      try {
-        assertCertificateValid(source!.current(), clock.now())
-      } catch (err) {
-        return Promise.reject(err)
-      }
-    }
-    return undiciFetch(input, { ...init, dispatcher: agent })
-  }
-  const withoutCertificate: TransportFetch = (input, init) => {
-    if (closed) return Promise.reject(new BoundError('ERR_CLOSED', 'The transport is closed'))
-    return undiciFetch(input, { ...init, dispatcher: anonymous })
-  }
-  const request = (url: URL, init: TransportRequestOptions, anon = false) => {
-    if (closed) return Promise.reject(new BoundError('ERR_CLOSED', 'The transport is closed'))
-    if (generation && !anon) {
-      try {
-        assertCertificateValid(source!.current(), clock.now())
-      } catch (err) {
-        return Promise.reject(err)
-      }
-    }
-    return undiciRequest(url, {
-      method: init.method as Dispatcher.HttpMethod,
-      headers: init.headers,
-      body: (init.body ?? null) as never,
-      ...(init.signal ? { signal: init.signal } : {}),
-      dispatcher: anon ? anonymous : agent,
-    })
-  }
-  const dispatch = (opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler) => {
+  /** Throws unless the transport is open and, for a request presenting it, the certificate is valid now. */
+  const assertUsable = (presenting: boolean) => {
     if (closed) throw new BoundError('ERR_CLOSED', 'The transport is closed')
-    if (generation) assertCertificateValid(source!.current(), clock.now())
+    if (generation && presenting) assertCertificateValid(source!.current(), clock.now())
+  }
+  /** `send()` after the check, with a failed check as a rejection (for the promise-returning APIs). */
+  const checked = <T>(presenting: boolean, send: () => Promise<T>): Promise<T> => {
+    try {
+      assertUsable(presenting)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    return send()
+  }
+
+  const withCertificate: TransportFetch = (input, init) => checked(true, () => undiciFetch(input, { ...init, dispatcher: agent }))
+  const withoutCertificate: TransportFetch = (input, init) => checked(false, () => undiciFetch(input, { ...init, dispatcher: anonymous }))
+  const request = (url: URL, init: TransportRequestOptions, anon = false) =>
+    checked(!anon, () =>
+      undiciRequest(url, {
+        method: init.method as Dispatcher.HttpMethod,
+        headers: init.headers,
+        body: (init.body ?? null) as never,
+        ...(init.signal ? { signal: init.signal } : {}),
+        dispatcher: anon ? anonymous : agent,
+      }),
+    )
+  const dispatch = (opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler) => {
+    assertUsable(true)
     return agent.dispatch(opts, handler)
   }
   const transport: Transport = {

@@ -1,4 +1,4 @@
-import { BoundError } from '@bound/core'
+import { BoundError, assertResourceIndicator } from '@bound/core'
 import { toTokenSource, type TokenSource } from './subject-token.js'
 
 /**
@@ -71,15 +71,7 @@ export interface GrantOptions {
 }
 
 const checkResource = (resource: string | undefined) => {
-  if (resource === undefined) return
-  let u: URL
-  try {
-    u = new URL(resource)
-  } catch {
-    throw new BoundError('ERR_INVALID_CONFIG', `resource must be an absolute URI (got ${JSON.stringify(resource).slice(0, 100)})`)
-  }
-  if (u.hash) throw new BoundError('ERR_INVALID_CONFIG', 'resource must not have a fragment (RFC 8707 §2)')
-  if (u.username !== '' || u.password !== '') throw new BoundError('ERR_INVALID_CONFIG', `resource (${u.protocol}//${u.host}) must not carry user information (user:password@)`)
+  if (resource !== undefined) assertResourceIndicator(resource, 'resource')
 }
 
 const common = (body: URLSearchParams, ctx: GrantContext) => {
