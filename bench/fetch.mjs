@@ -35,7 +35,7 @@ const rawProof = () => {
 
 const agent = new Agent({ keepAliveTimeout: 60_000, connections: 128 })
 const session = createSession({ tokenEndpoint: `${origin}/token`, clientId: 'bench', grant: clientCredentials(), dpop: await importDpopKey(pair) })
-session.putToken({}, { access_token: accessToken, token_type: 'DPoP', expires_in: 3600 })
+session.adopt({}, { access_token: accessToken, token_type: 'DPoP', expires_in: 3600 })
 const bound = createBoundFetch({ session, origins: [origin] })
 const composed = agent.compose(boundInterceptor({ session, origins: [origin] }))
 
@@ -99,7 +99,9 @@ console.log(`  info  Bound vs openid-client on the same undici agent: ${(b.rps /
 console.log(`  ${b.p99 <= 1.2 * f.p99 ? 'met ' : 'MISS'}  Bound p99 ≤ 1.2× the floor's: ${(b.p99 / f.p99).toFixed(2)}`)
 const i = c64['Bound interceptor (request)']
 const rf = c64['floor: request + raw proof']
-console.log(`  ${i.rps >= 0.9 * rf.rps ? 'met ' : 'MISS'}  interceptor ≥ 0.9× undici.request + raw proof: ${(i.rps / rf.rps).toFixed(2)}`)
+// issue 13: the seam and the leak fixes cost no speed, measured against undici.request + one raw-signed proof
+console.log(`  ${b.rps >= 0.95 * rf.rps ? 'met ' : 'MISS'}  Bound fetch ≥ 0.95× undici.request + raw proof: ${(b.rps / rf.rps).toFixed(2)}`)
+console.log(`  ${i.rps >= 0.97 * rf.rps ? 'met ' : 'MISS'}  interceptor ≥ 0.97× undici.request + raw proof: ${(i.rps / rf.rps).toFixed(2)}`)
 await agent.close()
 await session.close()
 child.disconnect()

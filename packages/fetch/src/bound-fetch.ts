@@ -62,17 +62,18 @@ export function createBoundFetch(options: BoundFetchOptions): BoundFetch {
 
   /** One HTTP exchange. Credentials only with a token; the client certificate only then too. */
   const send = async (req: PreparedRequest, url: URL, token: BoundToken | undefined, stripCredentials: boolean, nonce?: string) => {
-    const headers = new Headers(req.headers)
+    // one pass over the caller's headers into undici's plain form (no second Headers object: its
+    // validated set() calls are a measurable share of a request)
+    const flat: Record<string, string> = {}
+    for (const [name, value] of req.headers) flat[name] = value
     if (token) {
       const credentials = await engine.credentials(token, req.method, url, nonce)
-      headers.set('authorization', credentials.authorization)
-      if (credentials.dpop) headers.set('dpop', credentials.dpop)
-      else headers.delete('dpop')
+      flat.authorization = credentials.authorization
+      if (credentials.dpop) flat.dpop = credentials.dpop
+      else delete flat.dpop
     } else if (stripCredentials) {
-      for (const h of ['authorization', 'dpop', 'cookie', 'proxy-authorization']) headers.delete(h)
+      for (const h of ['authorization', 'dpop', 'cookie', 'proxy-authorization']) delete flat[h]
     }
-    const flat: Record<string, string> = {}
-    for (const [name, value] of headers) flat[name] = value
     let data
     try {
       data = await session.transport.request(url, { method: req.method, headers: flat, body: toRequestBody(req.body), signal: req.signal }, !token)
