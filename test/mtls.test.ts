@@ -4,7 +4,8 @@ import { join } from 'node:path'
 import { inspect } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startTestkit, type TestCertificate, type Testkit } from '@bound/testkit'
-import { createBoundFetch } from '@bound/fetch'
+import { boundInterceptor, createBoundFetch } from '@bound/fetch'
+import { Agent, request } from 'undici'
 import { clientCredentials, createSession, selfSignedTlsClientAuth, tlsClientAuth, type Session } from '@bound/oauth'
 import { clientCertificateFromPem, createTransport, loadClientCertificate, type ClientCertificate } from '@bound/mtls'
 
@@ -119,6 +120,30 @@ describe('mTLS-bound sessions (issue 5)', () => {
     expect(dropped).toEqual([1, 1])
     expect(inspect(session, { depth: 10 })).not.toContain('PRIVATE KEY')
   }, 40_000)
+
+  it('the undici interceptor on the user’s own Agent: credentialed requests go over the current certificate, before and after a rotation on disk', async () => {
+    const certFile = join(dir, 'ic.pem')
+    const keyFile = join(dir, 'ic-key.pem')
+    await copyFile(kit.pki.workload.certFile, certFile)
+    await copyFile(kit.pki.workload.keyFile, keyFile)
+    const source = await loadClientCertificate({ certFile, keyFile, watch: true, debounceMs: 50 })
+    sources.push(source)
+    const { session } = mtlsSession(source)
+    const agent = new Agent({ connect: { ca: kit.ca } }) // presents no certificate
+    try {
+      const dispatcher = agent.compose(boundInterceptor({ session, origins: [kit.api] }))
+      const before = await request(`${kit.api}/orders`, { dispatcher })
+      expect(await before.body.json()).toMatchObject({ binding: 'mtls', x5t: kit.pki.workload.x5tS256 })
+      const rotated = new Promise((r) => source.events.on('rotated', r))
+      await writeFile(certFile, await readFile(kit.pki.workloadRotated.certFile))
+      await writeFile(keyFile, await readFile(kit.pki.workloadRotated.keyFile))
+      await rotated
+      const after = await request(`${kit.api}/orders`, { dispatcher })
+      expect(await after.body.json()).toMatchObject({ binding: 'mtls', x5t: kit.pki.workloadRotated.x5tS256 })
+    } finally {
+      await agent.close()
+    }
+  })
 
   it('a half-written rotation (cert now, key a second later) causes no failed request and no mismatched pair', async () => {
     const certFile = join(dir, 'half.pem')
