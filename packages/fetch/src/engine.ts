@@ -1,10 +1,10 @@
 import { BoundError, assertResourceIndicator, assertSecureUrl, isBoundError } from '@bound/core'
-import { createLru, createSingleFlight } from '@bound/core/internal'
+import { createLru } from '@bound/core/internal'
 import type { NonceObservation } from '@bound/dpop'
-import { fetchProtectedResourceMetadata, type BoundToken, type Session, type StepUpApproval, type TokenRequest } from '@bound/oauth'
-import { waitFor } from '@bound/oauth/internal'
+import { fetchProtectedResourceMetadata, type BoundToken, type Session, type TokenRequest } from '@bound/oauth'
 import { challengeFor, mergeClaims, readChallenges, type ResponseChallenge } from './challenges.js'
 import type { HeadersView } from './exchange.js'
+import { STEP_UP_REASONS, createStepUps, type StepUpOutcome } from './step-up.js'
 
 /**
  * The options shared by the bound fetch and the undici interceptor: where credentials go and how challenges are answered.
@@ -152,18 +152,6 @@ export interface ChallengeEngine {
 /** A challenge Bound answers, each at most once per request. */
 type Reaction = 'nonce' | 'token' | 'clock' | 'metadata' | 'step-up' | 'claims' | 'scope'
 
-/** Why a step-up was not answered. */
-type StepUpOutcome = 'refused' | 'declined' | 'malformed' | 'stream' | 'not-asked' | 'not-accepted' | 'rate-limited'
-const stepUpReasons: Record<StepUpOutcome, string> = {
-  refused: 'the stepped-up token was refused too',
-  declined: 'onStepUp declined',
-  malformed: 'the challenge is malformed',
-  stream: 'the request body is a stream, which cannot be sent again',
-  'not-asked': 'configure onStepUp to handle it',
-  'not-accepted': 'none of its acr_values is in acceptedAcrValues',
-  'rate-limited': 'this origin asked for step-ups too often (stepUpPrompts)',
-}
-
 /**
  * Creates the {@link ChallengeEngine} for `options` (what {@link createBoundFetch} and
  * {@link boundInterceptor} are built on). Throws `ERR_INVALID_CONFIG` without a session or
@@ -185,30 +173,19 @@ export function createChallengeEngine(options: BoundOptions): ChallengeEngine {
     return [origin, assertResourceIndicator(r, `resources[${origin}]`)]
   }))
   for (const [i, o] of (options.resourceMetadata?.allowedOrigins ?? []).entries()) assertSecureUrl(o, `resourceMetadata.allowedOrigins[${i}]`)
-  const accepted = options.acceptedAcrValues ? new Set(options.acceptedAcrValues) : undefined
-  const maxPrompts = options.stepUpPrompts?.max ?? 3
-  const promptWindowMs = (options.stepUpPrompts?.perSeconds ?? 60) * 1000
-
-  // What was learned: the RFC 9728 resource per origin, the step-up level per path, the approvals
-  // per (origin, resource, level), and the recent prompts per origin. All bounded.
+  const stepUps = createStepUps(session, options)
+  // the RFC 9728 resource learned per origin (bounded)
   const learnedResources = createLru<string, string>(1000)
-  const pathLevels = createLru<string, string>(1000)
-  const approvals = createLru<string, StepUpApproval>(256)
-  const prompts = createLru<string, number[]>(1000)
-  const stepUps = createSingleFlight<string, StepUpApproval | false>()
 
   /** The resource indicator for `origin`: configured, else learned from its metadata, else the session's. */
   const resourceFor = (origin: string) => configuredResources.get(origin) ?? learnedResources.get(origin)
-  const approvalKey = (origin: string, resource: string | undefined, level: string) => JSON.stringify([origin, resource ?? null, level])
 
   const run = async <E extends EngineExchange>(url: URL, req: { method: string; replayable: boolean; signal: AbortSignal | undefined }, exchange: (token: BoundToken | undefined, attempt: { nonce?: string | undefined }) => Promise<E>): Promise<{ res: E; challenges?: ResponseChallenge[] }> => {
     assertSecureUrl(url, `API origin ${url.origin}`)
     const origin = url.origin
     const used = new Set<Reaction>()
-    const pathKey = `${origin}${url.pathname}`
     const need: TokenRequest = { resource: resourceFor(origin), signal: req.signal }
-    const knownLevel = pathLevels.get(pathKey)
-    if (knownLevel !== undefined) need.stepUp = approvals.get(approvalKey(origin, need.resource, knownLevel))
+    need.stepUp = stepUps.approvalFor(url, need.resource)
     let nonce: string | undefined // the nonce a challenge just gave: used for the retry whatever the store says by then
     for (let stale = 0; ; ) {
       let token: BoundToken | undefined
@@ -218,7 +195,7 @@ export function createChallengeEngine(options: BoundOptions): ChallengeEngine {
         } catch (err) {
           // a step-up token the application handed over has expired: the level must be approved again
           if (need.stepUp && !need.stepUp.params && isBoundError(err, 'ERR_STEP_UP_REQUIRED')) {
-            approvals.delete(approvalKey(origin, need.resource, need.stepUp.level))
+            stepUps.forget(need.stepUp, need.resource)
             need.stepUp = undefined
             continue
           }
@@ -235,7 +212,7 @@ export function createChallengeEngine(options: BoundOptions): ChallengeEngine {
       nonce = undefined
       const observed: NonceObservation = token?.type === 'DPoP' ? session.dpop!.observe(url.href, res.headers) : 'none'
       if (res.status !== 401 && res.status !== 400 && res.status !== 403) {
-        if (need.stepUp && used.has('step-up')) pathLevels.set(pathKey, need.stepUp.level)
+        if (need.stepUp && used.has('step-up')) stepUps.rememberPath(url, need.stepUp)
         return { res }
       }
       const challenges = readChallenges(res.headers)
@@ -289,7 +266,7 @@ export function createChallengeEngine(options: BoundOptions): ChallengeEngine {
           continue
         }
         case 'step-up': {
-          const outcome = await stepUp(challenge!, url, need, req.signal)
+          const outcome = await stepUps.answer(challenge!, url, need.resource, need.stepUp, req.signal)
           if (typeof outcome === 'string') {
             annotate(challenge!, 'step-up', url, outcome)
             session.events.emit('challenge.handled', { origin, kind: 'step-up', outcome: 'returned' })
@@ -321,67 +298,12 @@ export function createChallengeEngine(options: BoundOptions): ChallengeEngine {
     return union.length > 0 ? union.join(' ') : false
   }
 
-  /** Whether `origin` may be prompted again now (at most `maxPrompts` per window); records the prompt. */
-  const mayPrompt = (origin: string): boolean => {
-    const now = Date.now()
-    const recent = (prompts.get(origin) ?? []).filter((t) => now - t < promptWindowMs)
-    if (recent.length >= maxPrompts) {
-      prompts.set(origin, recent)
-      return false
-    }
-    recent.push(now)
-    prompts.set(origin, recent)
-    return true
-  }
-
-  /**
-   * RFC 9470: the approval for the level `challenge` asks of `url`'s origin and `need`'s resource —
-   * one already given (unless the token earned with it was just refused), or one `onStepUp` call
-   * shared by every request waiting on the same origin, resource and level. A string says why not.
-   */
-  const stepUp = async (challenge: ResponseChallenge, url: URL, need: TokenRequest, signal: AbortSignal | undefined): Promise<StepUpApproval | StepUpOutcome> => {
-    if (!options.onStepUp) return 'not-asked'
-    const origin = url.origin
-    const acrValues = accepted && challenge.acrValues ? challenge.acrValues.filter((v) => accepted.has(v)) : challenge.acrValues
-    if (acrValues !== undefined && acrValues.length === 0) return 'not-accepted'
-    const level = [acrValues ? `acr_values=${acrValues.join(' ')}` : '', challenge.maxAge !== undefined ? `max_age=${challenge.maxAge}` : ''].filter(Boolean).join(';') || 'step-up'
-    const key = approvalKey(origin, need.resource, level)
-    const report = (outcome: 'approved' | 'reused' | 'declined') => session.events.emit('step_up', { origin, acrValues: acrValues?.join(' '), outcome })
-    const known = approvals.get(key)
-    // the token sent was earned under this very approval and refused: it needs a fresh one (max_age passed, revoked)
-    if (known && known === need.stepUp) approvals.delete(key)
-    else if (known) {
-      report('reused')
-      return known
-    }
-    // a new call counts against the origin's prompt limit; joining one in flight does not
-    if (!stepUps.has(key) && !mayPrompt(origin)) return 'rate-limited'
-    const flight = stepUps.run(key, async () => {
-      const result = await options.onStepUp!({ url: url.href, origin, resource: need.resource, acrValues, maxAge: challenge.maxAge, challenge })
-      if (result === false || result === null || typeof result !== 'object') return false
-      let approval: StepUpApproval
-      if (typeof (result as { access_token?: unknown }).access_token === 'string') {
-        // a token the application obtained: held for this origin and resource, never earned again
-        approval = { origin, level }
-        session.adopt({ resource: need.resource, stepUp: approval }, result as Record<string, unknown>)
-      } else {
-        approval = { origin, level, params: Object.fromEntries(Object.entries(result).map(([k, v]) => [k, String(v)])) }
-      }
-      approvals.set(key, approval)
-      return approval
-    })
-    // the shared approval goes on for the others; this request stops waiting when its signal fires
-    const approval = await waitFor(flight, signal)
-    report(approval ? 'approved' : 'declined')
-    return approval || 'declined'
-  }
-
   const annotate = (challenge: ResponseChallenge, reaction: Reaction, url: URL, why: StepUpOutcome = 'refused') => {
     if (reaction === 'token') {
       challenge.boundError = new BoundError('ERR_SESSION_REVOKED', `${url.origin} refused a freshly earned token too (invalid_token): the session looks revoked${challenge.errorDescription ? ` (${challenge.errorDescription})` : ''}`)
     } else if (reaction === 'step-up') {
       const level = [challenge.acrValues ? `acr_values ${challenge.acrValues.join(' ')}` : '', challenge.maxAge !== undefined ? `max_age ${challenge.maxAge}` : ''].filter(Boolean).join(', ')
-      const reason = !options.onStepUp && why !== 'malformed' && why !== 'stream' ? stepUpReasons['not-asked'] : stepUpReasons[why]
+      const reason = !options.onStepUp && why !== 'malformed' && why !== 'stream' ? STEP_UP_REASONS['not-asked'] : STEP_UP_REASONS[why]
       challenge.boundError = new BoundError('ERR_STEP_UP_REQUIRED', `${url.origin}${url.pathname} requires a stronger authentication${level ? ` (${level})` : ''}; ${reason}`)
     }
   }

@@ -1,18 +1,19 @@
 import { z } from 'zod'
-import { BoundError, assertSecureUrl, isBoundError, publishEvent, systemClock, type Clock, type Emitter } from '@bound/core'
+import { BoundError, assertSecureUrl, publishEvent, systemClock, type Clock, type Emitter } from '@bound/core'
 import { createEmitter } from '@bound/core/internal'
 import { createDpop, generateDpopKey, type Dpop, type DpopKey } from '@bound/dpop'
 import { createTransport, type ClientCertificate, type ClientCertificatePem, type Pem, type Transport } from '@bound/mtls'
-import { createAcquisition, type TokenParams } from './acquisition.js'
+import { createAcquisition } from './acquisition.js'
 import { createBinding, type PostureAnswer } from './binding.js'
 import { noClientAuth, type ClientAuth } from './client-auth.js'
 import type { AuthorizationServerMetadata } from './discovery.js'
 import type { Grant } from './grants.js'
 import type { ProtectedResourceMetadata } from './protected-resource.js'
 import { instrumentSession, type TelemetryOptions } from './telemetry.js'
-import { parseTokenResponse, type TokenResponse } from './token-endpoint.js'
-import { createTokenManager, type BackoffOptions, type RefreshOptions } from './token-manager.js'
-import { createBoundToken, type BoundToken } from './token.js'
+import type { TokenResponse } from './token-endpoint.js'
+import { createTokenCache } from './token-cache.js'
+import type { BackoffOptions, RefreshOptions } from './token-manager.js'
+import type { BoundToken } from './token.js'
 
 /**
  * Options of {@link createSession}.
@@ -297,8 +298,6 @@ const optionsSchema = z.object({
   onRefreshToken: z.function().optional(),
 }).passthrough()
 
-const codeOf = (err: unknown) => (err instanceof BoundError ? err.code : 'ERR_UNKNOWN')
-const messageOf = (err: unknown) => (err instanceof Error ? err.message : String(err))
 const NO_EXTRA: Readonly<Record<string, string>> = Object.freeze({})
 
 /**
@@ -380,87 +379,20 @@ export function createSession(options: SessionOptions): Session {
     onRefreshToken: options.onRefreshToken,
   })
 
-  /** A token response as a held token: lifetime from receipt (`expires_in`, else the default), scope as granted or asked. */
-  const holdable = (response: TokenResponse, type: 'DPoP' | 'Bearer', receivedAt: number, scope: string | undefined, cacheKey: string, generation: number, bound: BoundToken['binding']) => {
-    const token = createBoundToken({
-      value: response.access_token,
-      type,
-      receivedAt,
-      expiresAt: receivedAt + (response.expires_in !== undefined ? response.expires_in * 1000 : defaultLifetimeMs),
-      lifetimeAssumed: response.expires_in === undefined,
-      scope: response.scope ?? scope,
-      cacheKey,
-      generation,
-      binding: bound,
-    })
-    acquisition.track(token)
-    return token
-  }
-
-  const manager = createTokenManager<TokenParams>({
+  const cache = createTokenCache({
+    binding,
+    acquisition,
+    events,
     clock,
-    ...(options.refresh ? { refresh: options.refresh } : {}),
-    ...(options.backoff ? { backoff: options.backoff } : {}),
-    ...(options.maxCachedTokens ? { maxEntries: options.maxCachedTokens } : {}),
-    // a token bound to a key or certificate the session rotated away from is never served again
-    accept: binding.isCurrent,
-    // an unhealthy posture is no failure of the AS: once healthy, callers are not held off
-    countsAsFailure: (err) => !isBoundError(err, 'ERR_POSTURE_UNHEALTHY'),
-    onBackgroundError(cacheKey, err) {
-      events.emit('token.refresh_failed', { cacheKey, code: codeOf(err), message: messageOf(err) })
-    },
-    onEvent(event) {
-      if (event.type === 'wait') events.emit('token.wait', { cacheKey: event.cacheKey, ms: event.ms })
-      if (event.type === 'backoff') events.emit('token.backoff', { cacheKey: event.cacheKey, failures: event.failures, until: event.until, code: codeOf(event.error) })
-    },
-    async earn(cacheKey, params, { background, generation }) {
-      const started = clock.now()
-      try {
-        // every token request asks the posture first, background refreshes included
-        await binding.checkPosture()
-        const { result, grant: used } = await acquisition.earn(params)
-        const receivedAt = clock.now()
-        const bound = { ...(result.type === 'DPoP' && result.jkt ? { jkt: result.jkt } : {}), ...(result.x5t ? { x5t: result.x5t } : {}) }
-        const token = holdable(result.response, result.type, receivedAt, params.scope, cacheKey, generation, bound)
-        events.emit('token.acquired', { label: token.label, cacheKey, type: token.type, grant: used, expiresAt: token.expiresAt, attempts: result.attempts, waitMs: receivedAt - started, reason: background ? 'refresh' : 'demand' })
-        return token
-      } catch (err) {
-        events.emit('token.failed', { cacheKey, code: codeOf(err), message: messageOf(err) })
-        throw err
-      }
-    },
+    grant,
+    dpop,
+    defaultLifetimeMs,
+    acceptBearerDowngrade: options.acceptBearerDowngrade ?? false,
+    refresh: options.refresh,
+    backoff: options.backoff,
+    maxEntries: options.maxCachedTokens,
   })
-
-  // The cache key and parameters of the default need, remembered while nothing changes (the hot path).
-  let last: { resource: string | undefined; bindingKey: string; key: string; params: TokenParams } | undefined
-  /** The opaque cache key of `req` and the parameters a token request for it sends. */
-  const keyOf = (req: TokenRequest): { key: string; params: TokenParams } => {
-    const bindingKey = binding.key()
-    const simple = req.scope === undefined && req.stepUp === undefined
-    if (simple && last && last.resource === req.resource && last.bindingKey === bindingKey) return last
-    const resource = req.resource ?? grant.resource
-    const scope = req.scope ?? grant.scope
-    const stepUp = req.stepUp
-    const key = JSON.stringify([resource ?? null, scope ?? null, stepUp ? [stepUp.origin, stepUp.level, stepUp.params ?? 'adopted'] : null, bindingKey])
-    const params: TokenParams = { resource, scope, extra: stepUp?.params ? { ...stepUp.params } : NO_EXTRA }
-    const out = { key, params }
-    if (simple) last = { resource: req.resource, bindingKey, ...out }
-    return out
-  }
-
-  const stepUpExpired = (stepUp: StepUpApproval) =>
-    new BoundError('ERR_STEP_UP_REQUIRED', `The step-up token the application handed over for ${stepUp.origin} (${stepUp.level}) has expired or was dropped; the level must be approved again`)
-
-  const tokenFor = (req: TokenRequest): Promise<BoundToken> => {
-    const { key, params } = keyOf(req)
-    if (req.stepUp && !req.stepUp.params) {
-      // a handed-over token: never earned again
-      const held = manager.peek(key)
-      return held ? Promise.resolve(held) : Promise.reject(stepUpExpired(req.stepUp))
-    }
-    if (req.claims !== undefined) return manager.forceRefresh(key, params, { once: { ...params, extra: { ...params.extra, claims: req.claims } }, signal: req.signal })
-    return manager.get(key, params, req.signal)
-  }
+  const { manager } = cache
 
   const offRotated = transport.clientCertificate?.events.on('rotated', ({ previous, current }) => {
     const tokensDropped = manager.dropWhere((t) => t.binding.x5t === previous.x5t)
@@ -508,21 +440,11 @@ export function createSession(options: SessionOptions): Session {
     token(req = {}) {
       // (the hot path: no posture check configured → no extra promise)
       const posture = binding.checkPosture()
-      return posture ? posture.then(() => tokenFor(req)) : tokenFor(req)
+      return posture ? posture.then(() => cache.token(req)) : cache.token(req)
     },
-    forceRefresh(req = {}) {
-      const { key, params } = keyOf(req)
-      return manager.forceRefresh(key, params, { signal: req.signal })
-    },
+    forceRefresh: (req = {}) => cache.forceRefresh(req),
     isCurrent: binding.isCurrent,
-    adopt(req, tokenSet) {
-      const parsedSet = parseTokenResponse(tokenSet, 'the token set given by the application', dpop !== undefined, options.acceptBearerDowngrade ?? false)
-      const { key, params } = keyOf(req)
-      const bound = parsedSet.type === 'DPoP' && dpop ? { jkt: dpop.jkt } : {}
-      const token = holdable(parsedSet.response, parsedSet.type, clock.now(), params.scope, key, manager.nextGeneration(), bound)
-      manager.put(key, token)
-      return token
-    },
+    adopt: (req, tokenSet) => cache.adopt(req, tokenSet),
     invalidate(token) {
       if (manager.invalidate(token)) events.emit('token.invalidated', { label: token.label, cacheKey: token.cacheKey })
     },
