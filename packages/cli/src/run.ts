@@ -57,7 +57,9 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
     const { code, message, exitCode } = describeError(err)
     const line = scrub(message, ctx.secrets).replace(/\s*\n\s*/g, ' ')
     const tlsHint = code === 'ERR_NETWORK' && /SELF_SIGNED|UNABLE_TO_(GET_ISSUER|VERIFY_LEAF)/.test(message) ? ' (a server certificate from an internal CA? trust it with --ca FILE)' : ''
-    const hint = tlsHint + (exitCode === EXIT_CODES.usage ? `\nRun 'bound ${name !== undefined && Object.hasOwn(COMMANDS, name) ? `${name} ` : ''}--help' for usage.` : '')
+    // (the session's rule for an AS learned from RFC 9728 metadata, in the CLI's words)
+    const issuerHint = code === 'ERR_INVALID_CONFIG' && /trustedIssuers/.test(message) ? ' (with client credentials, name the authorization server you trust with --issuer URL)' : ''
+    const hint = tlsHint + issuerHint + (exitCode === EXIT_CODES.usage ? `\nRun 'bound ${name !== undefined && Object.hasOwn(COMMANDS, name) ? `${name} ` : ''}--help' for usage.` : '')
     io.stderr.write(`bound: ${code}: ${line}${hint}\n`)
     return exitCode
   }

@@ -333,6 +333,18 @@ describe('bound fetch', () => {
   })
 })
 
+describe('bound fetch without --issuer (issue 13)', () => {
+  it('a client secret is never sent to an AS the API’s RFC 9728 metadata chose: exit 1, ERR_INVALID_CONFIG naming --issuer, no token request', async () => {
+    kit.as.resetCounters()
+    const r = await bound(['fetch', `${kit.resource}/`, '--ca', caFile, '--client-id', kit.clients.secretBasic.clientId, '--client-secret-env', 'BOUND_TEST_SECRET'], { env: secretEnv() })
+    expect(r.code).toBe(1)
+    expect(r.stderr).toMatch(/ERR_INVALID_CONFIG/)
+    expect(r.stderr).toMatch(/--issuer/)
+    expect(r.stderr).not.toContain(kit.clients.secretBasic.clientSecret)
+    expect(kit.as.counters().tokenRequests).toBe(0)
+  })
+})
+
 describe('--timeout', () => {
   it('a server that never answers: ERR_TIMEOUT (exit 1) soon after the limit, and the process ends', async () => {
     const sockets = new Set<Socket>()
