@@ -43,12 +43,6 @@ export function toExchange(data: Dispatcher.ResponseData): Exchange {
     headers,
     discard: () => data.body.dump({ limit: 65_536 }).catch(() => {}),
     toResponse(url, redirected, method) {
-      const out = new Headers()
-      for (const [name, value] of Object.entries(raw)) {
-        if (value === undefined) continue
-        if (Array.isArray(value)) for (const v of value) out.append(name, v)
-        else out.append(name, value)
-      }
       let body: Readable | null = data.body
       if (NULL_BODY.has(data.statusCode) || method === 'HEAD') {
         void data.body.dump().catch(() => {})
@@ -56,9 +50,21 @@ export function toExchange(data: Dispatcher.ResponseData): Exchange {
       } else {
         body = decode(data.body, headers.get('content-encoding'))
       }
-      return new BoundResponse(body, { status: data.statusCode, statusText: STATUS_CODES[data.statusCode] ?? '', headers: out }, url.href, redirected) as unknown as Response
+      return new BoundResponse(body, data.statusCode, raw, url.href, redirected) as unknown as Response
     },
   }
+}
+
+/** undici's raw response headers as a `Headers` (repeated fields appended one by one). */
+function toHeaders(raw: Dispatcher.ResponseData['headers']): Headers {
+  const out = new Headers()
+  for (const name in raw) {
+    const value = raw[name]
+    if (value === undefined) continue
+    if (Array.isArray(value)) for (const v of value) out.append(name, v)
+    else out.append(name, value)
+  }
+  return out
 }
 
 type FastBody = Readable & { text?: () => Promise<string>; json?: () => Promise<unknown>; arrayBuffer?: () => Promise<ArrayBuffer> }
@@ -70,7 +76,7 @@ type FastBody = Readable & { text?: () => Promise<string>; json?: () => Promise<
  */
 // (typed against a minimal base: the DOM typings declare Response's accessors and methods as
 // properties, which a subclass may not redefine in TypeScript; at run time it is the real Response)
-const PlatformResponse = globalThis.Response as unknown as new (body: null, init: ResponseInit) => { readonly headers: Headers; readonly status: number; readonly statusText: string }
+const PlatformResponse = globalThis.Response as unknown as new (body: null, init: ResponseInit) => { readonly status: number; readonly statusText: string }
 
 class BoundResponse extends PlatformResponse {
   #source: FastBody | null
@@ -78,12 +84,24 @@ class BoundResponse extends PlatformResponse {
   #used = false
   readonly #url: string
   readonly #redirected: boolean
+  // the headers become a `Headers` when first asked for (most callers read a body and no header)
+  #raw: Dispatcher.ResponseData['headers'] | null
+  #headers: Headers | null = null
 
-  constructor(source: Readable | null, init: ResponseInit, url: string, redirected: boolean) {
-    super(null, init)
+  constructor(source: Readable | null, status: number, raw: Dispatcher.ResponseData['headers'], url: string, redirected: boolean) {
+    super(null, { status, statusText: STATUS_CODES[status] ?? '' })
     this.#source = source
+    this.#raw = raw
     this.#url = url
     this.#redirected = redirected
+  }
+
+  get headers(): Headers {
+    if (this.#headers === null) {
+      this.#headers = toHeaders(this.#raw!)
+      this.#raw = null
+    }
+    return this.#headers
   }
 
   get url(): string {

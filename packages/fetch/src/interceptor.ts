@@ -56,12 +56,21 @@ export function boundInterceptor(options: BoundOptions): Dispatcher.DispatcherCo
   // the first origin each request was dispatched to: a later dispatch of the same request to
   // another origin is a redirect hop that crossed origins
   const firstOrigin = new WeakMap<object, string>()
+  // the last origin parsed (a dispatcher sees the same opts.origin string request after request)
+  let lastInput: string | undefined
+  let lastOrigin = ''
   return (dispatch) => (opts, handler: Handler) => {
     let origin: string
-    try {
-      origin = new URL(String(opts.origin)).origin
-    } catch {
-      return dispatch(opts, handler)
+    const input = String(opts.origin)
+    if (input === lastInput) origin = lastOrigin
+    else {
+      try {
+        origin = new URL(input).origin
+      } catch {
+        return dispatch(opts, handler)
+      }
+      lastInput = input
+      lastOrigin = origin
     }
     const request = rootOf(handler)
     const first = firstOrigin.get(request)

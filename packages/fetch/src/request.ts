@@ -4,7 +4,8 @@ import { BoundError } from '@bound/core'
 export interface PreparedRequest {
   url: URL
   method: string
-  headers: Headers
+  /** The request's headers: lower-cased names, values as `Headers` combines them. */
+  headers: Record<string, string>
   /** A body that can be sent again (string / bytes), `null` for none, or a one-shot stream. */
   body: string | Uint8Array | null | ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>
   replayable: boolean
@@ -18,7 +19,7 @@ type Input = string | URL | { url: string; method: string; headers: Headers; bod
 export async function prepareRequest(input: Input, init: RequestInit | undefined): Promise<PreparedRequest> {
   let url: URL
   let method = 'GET'
-  let headers = new Headers()
+  let headers: Headers | undefined
   let signal: AbortSignal | undefined
   let redirect: PreparedRequest['redirect'] = 'follow'
   let body: PreparedRequest['body'] = null
@@ -46,6 +47,7 @@ export async function prepareRequest(input: Input, init: RequestInit | undefined
     if (init.signal != null) signal = init.signal
     if (init.redirect !== undefined) redirect = init.redirect as PreparedRequest['redirect']
     if (init.body !== undefined && init.body !== null) {
+      headers ??= new Headers()
       const b = init.body as unknown
       if (typeof b === 'string') {
         body = b
@@ -75,10 +77,13 @@ export async function prepareRequest(input: Input, init: RequestInit | undefined
     }
   }
   method = normalizeMethod(method)
+  // one plain record (undici's form); `Headers` only when the caller gave headers to validate and combine
+  const flat: Record<string, string> = Object.create(null)
+  if (headers) for (const [name, value] of headers) flat[name] = value
   // what fetch adds when absent (it then decodes the response: see exchange.ts)
-  if (!headers.has('accept')) headers.set('accept', '*/*')
-  if (!headers.has('accept-encoding')) headers.set('accept-encoding', 'gzip, deflate, br')
-  return { url, method, headers, body, replayable, signal, redirect }
+  flat.accept ??= '*/*'
+  flat['accept-encoding'] ??= 'gzip, deflate, br'
+  return { url, method, headers: flat, body, replayable, signal, redirect }
 }
 
 // The methods fetch normalises (PATCH is not one of them: fetch('…', { method: 'patch' }) sends "patch").
