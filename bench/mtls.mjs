@@ -6,7 +6,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Agent, fetch as undiciFetch } from 'undici'
 import { createTestPki } from '@bound/testkit'
-import { createTransport } from '@bound/mtls'
+import { createTransport } from '@bound/http'
 
 const quick = process.argv.includes('--quick')
 const SECONDS = quick ? 1 : 3

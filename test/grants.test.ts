@@ -114,7 +114,7 @@ describe('grants against the real AS (issue 4)', () => {
     const res = await session.transport.fetch(`${kit.api}/orders`, { headers: { authorization: `DPoP ${token.value}` } }).catch(() => undefined)
     // the session's transport is closed with it; ask with a fresh client instead
     expect(res).toBeUndefined()
-    const { createTransport } = await import('@bound/mtls')
+    const { createTransport } = await import('@bound/http')
     const probe = createTransport({ ca: kit.ca })
     const proof = await session.dpop!.proof('GET', `${kit.api}/orders`, { accessToken: token.value })
     const after = await probe.fetch(`${kit.api}/orders`, { headers: { authorization: `DPoP ${token.value}`, dpop: proof } })

@@ -5,7 +5,7 @@ import { startTestkit, type Testkit } from '@bound/testkit'
 import { createBoundFetch } from '@bound/fetch'
 import { clientCredentials, clientSecretBasic, createSession, fromGitHubActions, tokenExchange, type Session, type SessionOptions } from '@bound/oauth'
 import { generateDpopKey } from '@bound/dpop'
-import { createTransport } from '@bound/mtls'
+import { createTransport } from '@bound/http'
 
 let kit: Testkit
 const sessions: Session[] = []

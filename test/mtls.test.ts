@@ -7,7 +7,8 @@ import { startTestkit, type TestCertificate, type Testkit } from '@bound/testkit
 import { boundInterceptor, createBoundFetch } from '@bound/fetch'
 import { Agent, request } from 'undici'
 import { clientCredentials, createSession, selfSignedTlsClientAuth, tlsClientAuth, type Session } from '@bound/oauth'
-import { clientCertificateFromPem, createTransport, loadClientCertificate, type ClientCertificate } from '@bound/mtls'
+import { createTransport } from '@bound/http'
+import { clientCertificateFromPem, loadClientCertificate, type ClientCertificate } from '@bound/mtls'
 
 let kit: Testkit
 let dir: string

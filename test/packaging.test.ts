@@ -8,7 +8,7 @@ import { publint } from 'publint'
 import { formatMessage } from 'publint/utils'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
-const packages = ['core', 'dpop', 'mtls', 'oauth', 'fetch', 'testkit', 'cli']
+const packages = ['core', 'dpop', 'mtls', 'http', 'oauth', 'fetch', 'testkit', 'cli']
 
 describe('packaging', () => {
   it.each(packages)('@bound/%s passes publint --strict', async (name) => {

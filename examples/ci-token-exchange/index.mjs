@@ -38,7 +38,7 @@ run(async () => {
     log('job finished: tokens revoked, DPoP key discarded')
   }
   // proof that the job's token is dead: the RS refuses it now
-  const { createTransport } = await import('@bound/mtls')
+  const { createTransport } = await import('@bound/http')
   const probe = createTransport({ ca: kit.ca })
   const after = await probe.fetch(`${kit.api}/deployments`, { headers: { authorization: `DPoP ${token.value}`, dpop: await session.dpop.proof('GET', `${kit.api}/deployments`, { accessToken: token.value }) } })
   log(`the revoked token now gets HTTP ${after.status}`)

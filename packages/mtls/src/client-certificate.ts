@@ -4,7 +4,34 @@ import { basename, dirname } from 'node:path'
 import { BoundError, systemClock, type Clock, type Emitter } from '@bound/core'
 import { createEmitter } from '@bound/core/internal'
 import { parseClientIdentity, type ClientIdentity } from './identity.js'
-import type { Pem } from './transport.js'
+
+/**
+ * PEM text or bytes.
+ *
+ * @example
+ * ```ts
+ * const ca: Pem = readFileSync('/etc/pki/internal-ca.pem')
+ * ```
+ */
+export type Pem = string | Buffer
+
+/**
+ * A client certificate and its private key, in PEM.
+ *
+ * @example
+ * ```ts
+ * const clientCertificate: ClientCertificatePem = { cert: process.env.TLS_CERT!, key: process.env.TLS_KEY! }
+ * createSession({ …, clientAuth: tlsClientAuth(), clientCertificate })
+ * ```
+ */
+export interface ClientCertificatePem {
+  /** The leaf certificate, optionally followed by intermediates. */
+  cert: Pem
+  /** The private key (PKCS#8, PKCS#1 or SEC1 PEM). */
+  key: Pem
+  /** Passphrase of an encrypted key. */
+  passphrase?: string
+}
 
 /**
  * Events of a {@link ClientCertificate}.

@@ -1,7 +1,7 @@
 import { X509Certificate, createHash, createPrivateKey, type KeyObject } from 'node:crypto'
 import { inspect } from 'node:util'
 import { BoundError } from '@bound/core'
-import type { Pem } from './transport.js'
+import type { Pem } from './client-certificate.js'
 
 /**
  * One generation of a client certificate: the leaf (plus chain) and its private key, parsed and

@@ -1,6 +1,6 @@
 import { BoundError, TokenEndpointError, assertSecureUrl, isLoopbackHost, type Clock, type Emitter } from '@bound/core'
 import type { Dpop } from '@bound/dpop'
-import type { Transport } from '@bound/mtls'
+import type { Transport } from '@bound/http'
 import type { ClientAuth } from './client-auth.js'
 import { discoverAuthorizationServer, type AuthorizationServerMetadata } from './discovery.js'
 import { refreshWith, type Grant } from './grants.js'

@@ -1,6 +1,6 @@
 import { BoundError, type Clock } from '@bound/core'
 import type { Dpop } from '@bound/dpop'
-import type { Transport } from '@bound/mtls'
+import type { Transport } from '@bound/http'
 import type { BoundToken } from './token.js'
 
 /** A posture answer. */

@@ -1,6 +1,6 @@
 import { z } from 'zod'
 import { BoundError, assertSecureUrl, isLoopbackHost } from '@bound/core'
-import type { TransportFetch } from '@bound/mtls'
+import type { TransportFetch } from '@bound/http'
 import { networkError, readJsonObject } from './http.js'
 
 /**

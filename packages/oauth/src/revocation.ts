@@ -1,5 +1,5 @@
 import { BoundError, type Clock } from '@bound/core'
-import type { TransportFetch } from '@bound/mtls'
+import type { TransportFetch } from '@bound/http'
 import type { ClientAuth } from './client-auth.js'
 import { networkError } from './http.js'
 

@@ -2,7 +2,8 @@ import { z } from 'zod'
 import { BoundError, assertSecureUrl, publishEvent, systemClock, type Clock, type Emitter } from '@bound/core'
 import { createEmitter } from '@bound/core/internal'
 import { createDpop, generateDpopKey, type Dpop, type DpopKey } from '@bound/dpop'
-import { createTransport, type ClientCertificate, type ClientCertificatePem, type Pem, type Transport } from '@bound/mtls'
+import { createTransport, type Interceptor, type ProxySetting, type Transport } from '@bound/http'
+import type { ClientCertificate, ClientCertificatePem, Pem } from '@bound/mtls'
 import { createAcquisition } from './acquisition.js'
 import { createBinding, type PostureAnswer } from './binding.js'
 import { noClientAuth, type ClientAuth } from './client-auth.js'
@@ -70,7 +71,18 @@ export interface SessionOptions {
   clientCertificate?: ClientCertificatePem | ClientCertificate
   /** Extra trust anchors (PEM) for the AS and the APIs, added to Node's roots. */
   ca?: Pem | Pem[]
-  /** A ready transport (overrides `ca` and `clientCertificate`). */
+  /**
+   * The egress proxy for the AS and the APIs: `'env'` (default: `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY`,
+   * read when the session is made), `false`, or a URL / `{ url, noProxy }`. Loopback never uses it.
+   * See `@bound/http`.
+   */
+  proxy?: ProxySetting
+  /**
+   * undici interceptors (`dns`, `cache`, your own) composed beneath Bound on every connection it
+   * makes, in order; Bound's certificate routing stays on top. See `@bound/http` for the order.
+   */
+  interceptors?: readonly Interceptor[]
+  /** A ready transport from `@bound/http`'s `createTransport` (then `ca`, `clientCertificate`, `proxy` and `interceptors` belong there). */
   transport?: Transport
   /** Lifetime assumed when the AS sends no `expires_in`, in seconds. Default 300. */
   defaultLifetime?: number
@@ -335,7 +347,15 @@ export function createSession(options: SessionOptions): Session {
   }
   const clock = options.clock ?? systemClock
   const ownTransport = !options.transport
-  const transport = options.transport ?? createTransport({ ...(options.ca ? { ca: options.ca } : {}), ...(options.clientCertificate ? { clientCertificate: options.clientCertificate } : {}) })
+  if (options.transport && (options.proxy !== undefined || options.interceptors !== undefined)) {
+    throw new BoundError('ERR_INVALID_CONFIG', 'createSession: proxy and interceptors are options of the transport you passed (createTransport({ proxy, interceptors }))')
+  }
+  const transport = options.transport ?? createTransport({
+    ...(options.ca ? { ca: options.ca } : {}),
+    ...(options.clientCertificate ? { clientCertificate: options.clientCertificate } : {}),
+    ...(options.proxy !== undefined ? { proxy: options.proxy } : {}),
+    ...(options.interceptors !== undefined ? { interceptors: options.interceptors } : {}),
+  })
   const dpop = options.dpop ? createDpop({ key: options.dpop, clock, ...(options.maxNonceOrigins ? { maxNonceOrigins: options.maxNonceOrigins } : {}) }) : undefined
   const events = createEmitter<SessionEvents>((type, event) => publishEvent(type as string, event))
   const defaultLifetimeMs = (options.defaultLifetime ?? 300) * 1000

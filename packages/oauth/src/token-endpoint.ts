@@ -1,7 +1,7 @@
 import { z } from 'zod'
 import { BoundError, TokenEndpointError, type Clock } from '@bound/core'
 import type { Dpop } from '@bound/dpop'
-import type { TransportFetch } from '@bound/mtls'
+import type { TransportFetch } from '@bound/http'
 import type { ClientAuth } from './client-auth.js'
 import type { Grant } from './grants.js'
 import { networkError, readCappedText } from './http.js'
