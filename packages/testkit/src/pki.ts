@@ -98,7 +98,10 @@ export interface TestPki {
   caPem: string
   /** The CA itself (its key is test-only). */
   ca: TestCertificate
-  /** Server certificate for IP 127.0.0.1 and DNS localhost, signed by the CA. */
+  /**
+   * Server certificate for IP 127.0.0.1, DNS localhost and DNS `*.bound.test` (a name only a test
+   * proxy resolves, so that requests through it are not loopback requests), signed by the CA.
+   */
   server: TestCertificate
   /** Client certificate `CN=orders-worker`, URI SAN `spiffe://<td>/ns/default/sa/orders-worker`. */
   workload: TestCertificate
@@ -293,6 +296,8 @@ export async function createTestPki(options: TestPkiOptions = {}): Promise<TestP
           new x509.SubjectAlternativeNameExtension([
             { type: 'ip', value: '127.0.0.1' },
             { type: 'dns', value: 'localhost' },
+            // a name only a test proxy resolves (to 127.0.0.1): traffic for it is not loopback to the client
+            { type: 'dns', value: '*.bound.test' },
           ]),
         ],
       }).then((issued) => issued.record),

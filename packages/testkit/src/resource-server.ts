@@ -637,7 +637,8 @@ export async function startResourceServer(options: ResourceServerOptions): Promi
   const port = await listen(server, 0)
   origin = `https://${LOOPBACK}:${port}`
   resource = options.resource ?? origin
-  allowedHosts = new Set([`${LOOPBACK}:${port}`, `localhost:${port}`])
+  // api.bound.test: the name a test proxy maps to 127.0.0.1 (see the PKI's server certificate)
+  allowedHosts = new Set([`${LOOPBACK}:${port}`, `localhost:${port}`, `api.bound.test:${port}`])
 
   let closed = false
   return {
