@@ -81,16 +81,48 @@ const common = (body: URLSearchParams, ctx: GrantContext) => {
 }
 
 /**
+ * Options of {@link clientCredentials}.
+ *
+ * @example
+ * ```ts
+ * const options: ClientCredentialsOptions = { audience: 'https://api.example.com', scope: 'orders:read' } // an Auth0-style AS
+ * clientCredentials(options)
+ * ```
+ */
+export interface ClientCredentialsOptions extends GrantOptions {
+  /**
+   * The target API as an AS that does not take RFC 8707 `resource` names it (Auth0 and ASs like it
+   * want its identifier as `audience`). Sent verbatim as the `audience` form parameter of every
+   * token request of this grant, besides `resource` when that is set too. At most 2,048
+   * characters, with no control characters and no leading or trailing whitespace (else
+   * `ERR_INVALID_CONFIG`).
+   */
+  audience?: string
+}
+
+const MAX_AUDIENCE_LENGTH = 2048
+
+function checkAudience(audience: unknown): void {
+  if (audience === undefined) return
+  if (typeof audience !== 'string' || audience.length === 0 || audience.length > MAX_AUDIENCE_LENGTH || audience.trim() !== audience || /[\u0000-\u001f\u007f]/.test(audience)) {
+    throw new BoundError('ERR_INVALID_CONFIG', `clientCredentials(): audience must be a non-empty string of at most ${MAX_AUDIENCE_LENGTH} characters, without control characters or surrounding whitespace`)
+  }
+}
+
+/**
  * The client credentials grant (RFC 6749 §4.4): the workload earns tokens with its own
  * credentials.
  *
  * @example
  * ```ts
  * createSession({ …, grant: clientCredentials({ resource: 'https://api.example.com', scope: 'orders:read' }) })
+ * createSession({ …, grant: clientCredentials({ audience: 'https://api.example.com' }) }) // an AS that wants `audience`
  * ```
  */
-export function clientCredentials(options: GrantOptions = {}): Grant {
+export function clientCredentials(options: ClientCredentialsOptions = {}): Grant {
   checkResource(options.resource)
+  checkAudience(options.audience)
+  const audience = options.audience
   return {
     type: 'client_credentials',
     resource: options.resource,
@@ -98,6 +130,7 @@ export function clientCredentials(options: GrantOptions = {}): Grant {
     retryable: true,
     params(body, ctx) {
       body.set('grant_type', 'client_credentials')
+      if (audience !== undefined) body.set('audience', audience)
       common(body, ctx)
     },
   }

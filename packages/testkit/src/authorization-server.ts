@@ -27,6 +27,7 @@ import {
   type TokenEndpointFaultOptions,
 } from './token-endpoint-faults.js'
 import { createWorkloadIdentityIssuer, type WorkloadIdentityIssuer } from './workload-identity.js'
+import { checkAuthorizationServerQuirks, installAuthorizationServerQuirks, type AuthorizationServerQuirks } from './quirks.js'
 import { createMemoryAdapter } from 'oidc-provider/lib/adapters/memory_adapter.js'
 import { createCiba, GRANT_TYPE_CIBA, type CibaControl } from './ciba.js'
 import {
@@ -115,6 +116,12 @@ export interface AuthorizationServerOptions {
   cibaInterval?: number
   /** Lifetime of CIBA requests without `requested_expiry`, seconds; default 300 (`requested_expiry` is capped at 600). */
   cibaRequestTtl?: number
+  /**
+   * Vendor quirks to reproduce (Auth0-style `audience`, metadata without DPoP algs, token
+   * responses without `expires_in` or with a lower-case `token_type`); default none. See
+   * {@link AuthorizationServerQuirks}; {@link AuthorizationServer.setQuirks} changes them later.
+   */
+  quirks?: AuthorizationServerQuirks
 }
 
 /**
@@ -318,6 +325,13 @@ export interface AuthorizationServer {
    */
   setTokenResponseFault(fault: ((body: Record<string, unknown>) => Record<string, unknown>) | undefined): void
   /**
+   * Replaces the vendor quirks in force (see {@link AuthorizationServerQuirks}); `{}` or
+   * `undefined` goes back to the standard behaviour. Checked when set (TypeError for an unknown member).
+   */
+  setQuirks(quirks: AuthorizationServerQuirks | undefined): void
+  /** The quirks in force (a copy). */
+  quirks(): AuthorizationServerQuirks
+  /**
    * Test fault on the token endpoint (POST `/token` on both listeners; discovery, JWKS,
    * revocation and introspection keep working): `hang`, `slow`, `status`, `html`, `truncated`,
    * `huge`, `body` or `drop` (see {@link TokenEndpointFault}). `undefined` clears it. Requests
@@ -519,6 +533,7 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
   const refreshTokenTtl = options.refreshTokenTtl ?? 86_400
   const requireNonce = options.requireNonce ?? true
   const verbose = options.verbose ?? false
+  let quirks = checkAuthorizationServerQuirks(options.quirks)
 
   const tlsOptions = { key: pki.server.keyPem, cert: pki.server.certPem, ca: pki.caPem }
   let handler: ((req: IncomingMessage, res: ServerResponse) => void) | undefined
@@ -958,6 +973,12 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
     }
   })
 
+  installAuthorizationServerQuirks({
+    provider,
+    current: () => quirks,
+    knownResource: (identifier) => resources.has(normalizeResource(identifier)),
+  })
+
   // RFC 7009 bridge: oidc-provider authenticates the client, then refuses JWTs
   // (unsupported_token_type) and ignores tokens it does not know (the testkit's refresh tokens).
   provider.use(async (ctx, next) => {
@@ -1130,6 +1151,10 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
     setTokenResponseFault(fault) {
       tokenResponseFault = fault
     },
+    setQuirks(next) {
+      quirks = checkAuthorizationServerQuirks(next)
+    },
+    quirks: () => structuredClone(quirks),
     setFault(fault, faultOptions = {}) {
       if (fault !== undefined) validateFault(fault)
       const times = faultOptions.times

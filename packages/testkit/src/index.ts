@@ -34,6 +34,7 @@ export {
 } from './grants.js'
 export type { AccessTokenRevocation, RevocationReason } from './grants.js'
 export type { TokenEndpointFault, TokenEndpointFaultOptions } from './token-endpoint-faults.js'
+export type { AuthorizationServerQuirks, ResourceServerQuirks } from './quirks.js'
 
 export { GRANT_TYPE_CIBA } from './ciba.js'
 export type { CibaApproval, CibaControl, CibaDenial, CibaRequest, CibaRequestStatus } from './ciba.js'

@@ -18,6 +18,7 @@ import { createJwksSource } from './jwks-source.js'
 import { closeServer, listen, LOOPBACK } from './listen.js'
 import { certificateThumbprint, type TestPki } from './pki.js'
 import { formatChallenges, type Challenge } from './www-authenticate.js'
+import { checkResourceServerQuirks, errorlessChallenge, type ResourceServerQuirks } from './quirks.js'
 
 /**
  * Options of {@link startResourceServer}.
@@ -61,6 +62,11 @@ export interface ResourceServerOptions {
    * Default every alg the testkit supports.
    */
   dpopSigningAlgs?: string[]
+  /**
+   * Vendor quirks to reproduce (Entra-style challenges without `error`); default none. See
+   * {@link ResourceServerQuirks}; {@link ResourceServer.setQuirks} changes them later.
+   */
+  quirks?: ResourceServerQuirks
   /** Log rejections to stderr; default false. */
   verbose?: boolean
 }
@@ -135,6 +141,13 @@ export interface ResourceServer extends ResourceServerControl {
   route(pathPrefix: string, handler: RouteHandler): void
   /** Refetches the authorization server's keys. */
   refreshJwks(): Promise<void>
+  /**
+   * Replaces the vendor quirks in force (see {@link ResourceServerQuirks}); `{}` or `undefined`
+   * goes back to the standard challenges. Checked when set (TypeError for an unknown member).
+   */
+  setQuirks(quirks: ResourceServerQuirks | undefined): void
+  /** The quirks in force (a copy). */
+  quirks(): ResourceServerQuirks
   /** Closes the listener and every connection. Idempotent. */
   close(): Promise<void>
 }
@@ -244,6 +257,7 @@ export async function startResourceServer(options: ResourceServerOptions): Promi
   const dpopAlgsParam = dpopAlgs.join(' ')
   const controlApi = options.controlApi ?? true
   const scopes = options.scopes ?? DEFAULT_SCOPE.split(' ')
+  let quirks = checkResourceServerQuirks(options.quirks)
 
   const state = createResourceServerState({
     requireNonce: options.requireNonce ?? true,
@@ -559,7 +573,9 @@ export async function startResourceServer(options: ResourceServerOptions): Promi
       if (outcome.error === 'insufficient_scope') c.scopeChallenges += 1
       state.noteSeen(entry)
       log(`${outcome.status} ${method} ${url.pathname} ${outcome.error}: ${outcome.description}`)
-      const headers: Record<string, string> = { 'www-authenticate': formatChallenges(outcome.challenges) }
+      const errorless = quirks.errorlessChallenges
+      const challenges = errorless ? [errorlessChallenge(errorless, issuer)] : outcome.challenges
+      const headers: Record<string, string> = { 'www-authenticate': formatChallenges(challenges) }
       return sendJson(res, outcome.status, { error: outcome.error, error_description: outcome.description }, headers)
     }
 
@@ -669,6 +685,10 @@ export async function startResourceServer(options: ResourceServerOptions): Promi
     async refreshJwks() {
       await jwks.refresh()
     },
+    setQuirks(next) {
+      quirks = checkResourceServerQuirks(next)
+    },
+    quirks: () => structuredClone(quirks),
     async close() {
       if (closed) return
       closed = true

@@ -9,6 +9,7 @@ import { startResourceServer, type ResourceServer } from './resource-server.js'
 import type { WorkloadIdentityIssuer } from './workload-identity.js'
 import type { CibaControl } from './ciba.js'
 import type { ClientAttester } from './client-attestation.js'
+import type { AuthorizationServerQuirks, ResourceServerQuirks } from './quirks.js'
 
 /**
  * Options of {@link startTestkit}.
@@ -35,6 +36,10 @@ export interface TestkitOptions {
   verbose?: boolean
   /** The `interval` (seconds) of CIBA backchannel authentication responses; default 1. */
   cibaInterval?: number
+  /** Vendor quirks of the authorization server (e.g. `{ audienceParameter: true }`); default none. */
+  asQuirks?: AuthorizationServerQuirks
+  /** Vendor quirks of the resource server (e.g. `{ errorlessChallenges: true }`); default none. */
+  rsQuirks?: ResourceServerQuirks
 }
 
 /**
@@ -109,6 +114,7 @@ export async function startTestkit(options: TestkitOptions = {}): Promise<Testki
       ...(options.refreshTokenTtl === undefined ? {} : { refreshTokenTtl: options.refreshTokenTtl }),
       requireNonce: options.asRequiresNonce ?? true,
       ...(options.cibaInterval === undefined ? {} : { cibaInterval: options.cibaInterval }),
+      ...(options.asQuirks === undefined ? {} : { quirks: options.asQuirks }),
       verbose,
     })
     rs = await startResourceServer({
@@ -118,6 +124,7 @@ export async function startTestkit(options: TestkitOptions = {}): Promise<Testki
       requireNonce: options.rsRequiresNonce ?? true,
       acceptPreviousNonce: options.rsAcceptsPreviousNonce ?? false,
       allowUnboundBearer: options.allowUnboundBearer ?? false,
+      ...(options.rsQuirks === undefined ? {} : { quirks: options.rsQuirks }),
       verbose,
     })
     as.addResource({ resource: rs.resource, scope: DEFAULT_SCOPE })
