@@ -225,7 +225,7 @@ export function createTransport(options: TransportOptions = {}): Transport {
   }
   /** The dispatcher for `url`, presenting the certificate or not; with the proxy it goes through. */
   const route = (url: URL, presenting: boolean) => {
-    const proxy = routes.proxyFor(url)
+    const proxy = routes.enabled ? routes.proxyFor(url) : undefined
     return { dispatcher: (presenting ? current : anonymous).dispatcherFor(proxy), proxy }
   }
   /** A failure at the proxy becomes ERR_PROXY naming it; anything else as it was. */
@@ -269,9 +269,11 @@ export function createTransport(options: TransportOptions = {}): Transport {
     )
   const dispatch = (opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler) => {
     assertUsable(true)
-    const url = new URL(String(opts.origin))
-    const { dispatcher, proxy } = route(url, true)
-    return dispatcher.dispatch({ ...opts, maxRedirections: 0 } as Dispatcher.DispatchOptions, proxy === undefined ? handler : mapProxyErrors(handler, proxy, url))
+    // (the origin is parsed only when a proxy may apply: this is the interceptor's hot path)
+    const url = routes.enabled ? new URL(String(opts.origin)) : undefined
+    const proxy = url ? routes.proxyFor(url) : undefined
+    const dispatcher = current.dispatcherFor(proxy)
+    return dispatcher.dispatch({ ...opts, maxRedirections: 0 } as Dispatcher.DispatchOptions, proxy === undefined ? handler : mapProxyErrors(handler, proxy, url!))
   }
   const transport: Transport = {
     request,
