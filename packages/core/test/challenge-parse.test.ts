@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
 import { classifyChallenge, parseChallenges } from '../src/index.js'
 
-// Vectors T-6 of shared/STANDARDS.md (CHAL-01…CHAL-10).
+// The project's challenge-parsing vectors for CHAL-01…CHAL-10 (what each ID requires: docs/checklist.md).
 const simple = (scheme: string, params: Record<string, string> = {}) => ({ scheme, params })
 
 describe('parseChallenges (RFC 9110 §11, T-6)', () => {
