@@ -33,6 +33,16 @@ function mtlsSession(clientCertificate: ClientCertificate | { cert: string; key:
   return { session, fetch: createBoundFetch({ session, origins: [kit.api] }) }
 }
 const pem = (c: TestCertificate) => ({ cert: c.certPem, key: c.keyPem })
+/** The workload's certificate and key copied to `<name>.pem` / `<name>-key.pem`, loaded and watched (closed after the run). */
+async function watchedWorkloadCopy(name: string) {
+  const certFile = join(dir, `${name}.pem`)
+  const keyFile = join(dir, `${name}-key.pem`)
+  await copyFile(kit.pki.workload.certFile, certFile)
+  await copyFile(kit.pki.workload.keyFile, keyFile)
+  const source = await loadClientCertificate({ certFile, keyFile, watch: true, debounceMs: 50 })
+  sources.push(source)
+  return { certFile, keyFile, source }
+}
 
 describe('mTLS-bound sessions (issue 5)', () => {
   it('MTLS-01/03/04: tls_client_auth earns a certificate-bound token over the mTLS alias, sent as Bearer over the same certificate', async () => {
@@ -123,12 +133,7 @@ describe('mTLS-bound sessions (issue 5)', () => {
   }, 40_000)
 
   it('the undici interceptor on the user’s own Agent: credentialed requests go over the current certificate, before and after a rotation on disk', async () => {
-    const certFile = join(dir, 'ic.pem')
-    const keyFile = join(dir, 'ic-key.pem')
-    await copyFile(kit.pki.workload.certFile, certFile)
-    await copyFile(kit.pki.workload.keyFile, keyFile)
-    const source = await loadClientCertificate({ certFile, keyFile, watch: true, debounceMs: 50 })
-    sources.push(source)
+    const { certFile, keyFile, source } = await watchedWorkloadCopy('ic')
     const { session } = mtlsSession(source)
     const agent = new Agent({ connect: { ca: kit.ca } }) // presents no certificate
     try {
@@ -147,12 +152,7 @@ describe('mTLS-bound sessions (issue 5)', () => {
   })
 
   it('a half-written rotation (cert now, key a second later) causes no failed request and no mismatched pair', async () => {
-    const certFile = join(dir, 'half.pem')
-    const keyFile = join(dir, 'half-key.pem')
-    await copyFile(kit.pki.workload.certFile, certFile)
-    await copyFile(kit.pki.workload.keyFile, keyFile)
-    const source = await loadClientCertificate({ certFile, keyFile, watch: true, debounceMs: 50 })
-    sources.push(source)
+    const { certFile, keyFile, source } = await watchedWorkloadCopy('half')
     const errors: string[] = []
     source.events.on('error', (e) => errors.push(e.code))
     const { fetch } = mtlsSession(source)
