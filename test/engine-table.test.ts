@@ -4,9 +4,11 @@ import { startTestkit, type Testkit } from '@bound/testkit'
 import { boundInterceptor, createBoundFetch, type BoundOptions } from '@bound/fetch'
 import { clientCredentials, clientSecretBasic, createSession, type Session } from '@bound/oauth'
 import { generateDpopKey } from '@bound/dpop'
+import { createBoundAxios } from '@bound/axios'
+import { createBoundGot } from '@bound/got'
 
-// One table of scenarios, run through the fetch wrapper and through the undici interceptor:
-// both sit on the same challenge engine, so both must behave the same.
+// One table of scenarios, run through the fetch wrapper, the undici interceptor, the axios adapter
+// and the got hooks: all sit on the same challenge engine, so all must behave the same.
 let kit: Testkit
 const sessions: Session[] = []
 beforeAll(async () => {
@@ -61,6 +63,28 @@ const clients: Record<string, (extra?: Extra) => Promise<Client>> = {
       call: async (path, init) => {
         const r = await request(`${kit.api}${path}`, { dispatcher, method: (init?.method ?? 'GET') as Dispatcher.HttpMethod, body: init?.body })
         return { status: r.statusCode, json: () => r.body.json() as Promise<Record<string, unknown>> }
+      },
+    }
+  },
+  'axios adapter': async (extra = {}) => {
+    const session = await newSession()
+    const api = createBoundAxios({ session, origins: [kit.api], ...extra }, { baseURL: kit.api, validateStatus: () => true, responseType: 'text', transformResponse: (d: unknown) => d })
+    return {
+      session,
+      call: async (path, init) => {
+        const r = await api.request({ url: path, method: init?.method ?? 'GET', data: init?.body })
+        return { status: r.status, json: async () => JSON.parse(r.data as string) as Record<string, unknown> }
+      },
+    }
+  },
+  'got hooks': async (extra = {}) => {
+    const session = await newSession()
+    const api = createBoundGot({ session, origins: [kit.api], ...extra }, { throwHttpErrors: false, retry: { limit: 2, statusCodes: [503], methods: ['GET', 'POST'] } })
+    return {
+      session,
+      call: async (path, init) => {
+        const r = await api(`${kit.api}${path}`, { method: (init?.method ?? 'GET') as 'GET', body: init?.body })
+        return { status: r.statusCode, json: async () => JSON.parse(r.body) as Record<string, unknown> }
       },
     }
   },

@@ -9,6 +9,8 @@ import { startTestkit, type Testkit } from '@bound/testkit'
 import { boundInterceptor, createBoundFetch, getChallenges, type BoundOptions } from '@bound/fetch'
 import { clientCredentials, clientSecretBasic, createSession, noClientAuth, tlsClientAuth, type Session, type SessionOptions } from '@bound/oauth'
 import { generateDpopKey } from '@bound/dpop'
+import { createBoundAxios, getChallenges as axiosChallenges } from '@bound/axios'
+import { createBoundGot, getChallenges as gotChallenges } from '@bound/got'
 
 // Issue 13: every credential leak the attacker review found, as the attacker's move against the
 // testkit's real AS and verifying RS plus hostile HTTPS servers on loopback — run through the
@@ -100,6 +102,28 @@ const integrations: Record<string, (extra?: Extra, session?: Session) => Promise
         const res = await request(url as string, { dispatcher, method: (init?.method ?? 'GET') as Dispatcher.HttpMethod, body: init?.body })
         const header = res.headers['www-authenticate']
         return { status: res.statusCode, text: () => res.body.text(), stepUpError: res.statusCode === 401 && String(header).includes('insufficient_user_authentication') ? 'ERR_STEP_UP_REQUIRED' : undefined }
+      },
+    }
+  },
+  'axios adapter': async (extra = {}, given) => {
+    const session = given ?? (await newSession())
+    const api = createBoundAxios({ session, origins: [kit.api, api2.origin], ...extra }, { validateStatus: () => true, responseType: 'text', transformResponse: (d: unknown) => d })
+    return {
+      session,
+      async call(url, init) {
+        const res = await api.request({ url: typeof url === 'string' ? url : `${url.origin}${url.path}`, method: init?.method ?? 'GET', data: init?.body })
+        return { status: res.status, text: async () => res.data as string, stepUpError: axiosChallenges(res).find((c) => c.boundError)?.boundError?.code }
+      },
+    }
+  },
+  'got hooks': async (extra = {}, given) => {
+    const session = given ?? (await newSession())
+    const api = createBoundGot({ session, origins: [kit.api, api2.origin], ...extra }, { throwHttpErrors: false, retry: { limit: 1 } })
+    return {
+      session,
+      async call(url, init) {
+        const res = await api(typeof url === 'string' ? url : `${url.origin}${url.path}`, { method: (init?.method ?? 'GET') as 'GET', body: init?.body })
+        return { status: res.statusCode, text: async () => res.body, stepUpError: gotChallenges(res).find((c) => c.boundError)?.boundError?.code }
       },
     }
   },

@@ -8,7 +8,7 @@ import { publint } from 'publint'
 import { formatMessage } from 'publint/utils'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
-const packages = ['core', 'dpop', 'mtls', 'http', 'oauth', 'fetch', 'testkit', 'cli']
+const packages = ['core', 'dpop', 'mtls', 'http', 'oauth', 'fetch', 'axios', 'got', 'testkit', 'cli']
 
 describe('packaging', () => {
   it.each(packages)('@bound/%s passes publint --strict', async (name) => {
@@ -27,6 +27,12 @@ describe('packaging', () => {
       if (dep.startsWith('@bound/')) expect(range).toMatch(/^\^\d+\.\d+\.\d+$/)
       else expect(range).toMatch(/^\d+\.\d+\.\d+$/)
     }
+  })
+
+  it.each(['axios', 'got'])('@bound/%s takes its HTTP client as a peer (the application’s copy), never as a dependency', (name) => {
+    const pkg = JSON.parse(readFileSync(join(root, 'packages', name, 'package.json'), 'utf8'))
+    expect(Object.keys(pkg.dependencies)).not.toContain(name)
+    expect(pkg.peerDependencies[name]).toMatch(/^\^\d/)
   })
 
   it('a CommonJS caller can require() @bound/fetch on this Node', () => {

@@ -56,6 +56,30 @@ const BODY_HEADERS = ['content-type', 'content-length', 'content-encoding', 'con
  * ```
  */
 export function createBoundFetch(options: BoundFetchOptions): BoundFetch {
+  const send = createBoundSender(options)
+  return ((input: Parameters<BoundFetch>[0], init?: RequestInit) => send(input, init)) as BoundFetch
+}
+
+/**
+ * The bound fetch with a per-call redirect limit: what integrations for other HTTP clients (axios,
+ * got) are built on, so each request keeps that client's own `maxRedirects`.
+ */
+export type BoundSender = (input: Parameters<BoundFetch>[0], init?: RequestInit, limits?: SendLimits) => Promise<Response>
+
+/** Per-call settings of a {@link BoundSender}. */
+export interface SendLimits {
+  /** Redirect hops followed at most (default: the sender's `maxRedirects`). */
+  maxRedirects?: number
+  /**
+   * The request is a redirect hop the client followed itself after a change of origin: it carries
+   * no credentials even to a listed origin (DPOP-29), and the caller's `authorization`, `dpop` and
+   * `cookie` headers are dropped.
+   */
+  crossedOrigin?: boolean
+}
+
+/** Creates the {@link BoundSender} behind {@link createBoundFetch} (see `@bound/fetch/internal`). */
+export function createBoundSender(options: BoundFetchOptions): BoundSender {
   const engine = createChallengeEngine(options)
   const { session, otherOrigins } = engine
   const maxRedirects = options.maxRedirects ?? 10
@@ -81,15 +105,16 @@ export function createBoundFetch(options: BoundFetchOptions): BoundFetch {
     return toExchange(data)
   }
 
-  const boundFetch = async (input: Parameters<BoundFetch>[0], init?: RequestInit): Promise<Response> => {
+  return async (input, init, limits) => {
+    const limit = limits?.maxRedirects ?? maxRedirects
     const req = await prepareRequest(input as never, init)
     req.signal?.throwIfAborted()
     let url = req.url
     if (!engine.isCredentialOrigin(url.origin) && otherOrigins === 'error') {
       throw new BoundError('ERR_ORIGIN_NOT_ALLOWED', `fetch: ${url.origin} is not one of the origins this bound fetch sends credentials to`)
     }
-    let carry = engine.isCredentialOrigin(url.origin)
-    let crossedOrigin = false
+    let crossedOrigin = limits?.crossedOrigin === true
+    let carry = engine.isCredentialOrigin(url.origin) && !crossedOrigin
     let hops = 0
     for (;;) {
       const { res, challenges } = carry ? await engine.run(url, req, (token, attempt) => send(req, url, token, false, attempt.nonce)) : { res: await send(req, url, undefined, crossedOrigin), challenges: undefined }
@@ -125,9 +150,9 @@ export function createBoundFetch(options: BoundFetchOptions): BoundFetch {
       const toGet = (res.status === 303 && req.method !== 'GET' && req.method !== 'HEAD') || ((res.status === 301 || res.status === 302) && req.method === 'POST')
       // A stream cannot be sent twice: hand a body-keeping redirect back as it is.
       if (!toGet && !req.replayable) return done()
-      if (++hops > maxRedirects) {
+      if (++hops > limit) {
         await discard()
-        throw new BoundError('ERR_INVALID_INPUT', `fetch: more than ${maxRedirects} redirects`)
+        throw new BoundError('ERR_INVALID_INPUT', `fetch: more than ${limit} redirects`)
       }
       await discard()
       if (next.origin !== url.origin) {
@@ -147,6 +172,4 @@ export function createBoundFetch(options: BoundFetchOptions): BoundFetch {
       url = next
     }
   }
-
-  return boundFetch as BoundFetch
 }

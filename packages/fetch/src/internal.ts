@@ -8,5 +8,7 @@
  * @module @bound/fetch/internal
  */
 export { createChallengeEngine } from './engine.js'
+export { createBoundSender } from './bound-fetch.js'
+export type { BoundSender, SendLimits } from './bound-fetch.js'
 export type { ChallengeEngine, EngineExchange } from './engine.js'
 export type { HeadersView } from './exchange.js'
