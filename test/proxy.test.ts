@@ -10,6 +10,8 @@ import { clientCredentials, clientSecretBasic, createSession, tlsClientAuth, typ
 import { createTransport } from '@bound/http'
 import { generateDpopKey } from '@bound/dpop'
 import { isBoundError } from '@bound/core'
+import { createBoundAxios } from '@bound/axios'
+import { createBoundGot } from '@bound/got'
 import { startConnectProxy, type ConnectProxy } from './support/connect-proxy.js'
 
 let kit: Testkit
@@ -41,6 +43,22 @@ async function dpopSession(proxySetting: Parameters<typeof createSession>[0]['pr
 }
 
 describe('egress proxy (issue 14)', () => {
+  it.each(['axios adapter', 'got hooks'])('NET-01/NET-02: through the %s, requests take the session’s CONNECT tunnel and the proxy reads no credential', async (name) => {
+    const p = await proxy()
+    const session = await dpopSession(p.url)
+    const call = name === 'axios adapter'
+      ? async (path: string) => (await createBoundAxios({ session, origins: [api] }).get(`${api}${path}`)).data as Record<string, unknown>
+      : async (path: string) => (await createBoundGot({ session, origins: [api] })(`${api}${path}`).json())
+    expect(await call('/orders/1')).toMatchObject({ binding: 'dpop' })
+    const token = await session.token()
+    expect(new Set(p.records.map((r) => r.target))).toEqual(new Set([`api.bound.test:${new URL(kit.api).port}`]))
+    expect(p.plainRequests).toEqual([])
+    const relayed = p.relayed()
+    expect(relayed.length).toBeGreaterThan(1000)
+    expect(relayed).not.toContain(token.value)
+    expect(relayed).not.toContain('dpop+jwt')
+  })
+
   it('NET-01/NET-02: DPoP requests to the API go through a CONNECT tunnel; htu is the origin; the proxy sees only host:port and ciphertext; the AS on loopback is reached directly', async () => {
     const p = await proxy()
     const session = await dpopSession(p.url)
