@@ -115,6 +115,8 @@ export function createBoundSender(options: BoundFetchOptions): BoundSender {
     }
     let crossedOrigin = limits?.crossedOrigin === true
     let carry = engine.isCredentialOrigin(url.origin) && !crossedOrigin
+    // a request the caller aimed at an unlisted origin (a typo?) is reported once
+    if (!carry && !crossedOrigin) engine.noteUnlisted(url.origin)
     let hops = 0
     for (;;) {
       const { res, challenges } = carry ? await engine.run(url, req, (token, attempt) => send(req, url, token, false, attempt.nonce)) : { res: await send(req, url, undefined, crossedOrigin), challenges: undefined }

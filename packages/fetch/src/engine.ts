@@ -140,6 +140,12 @@ export interface ChallengeEngine {
   /** Whether `origin` receives credentials. */
   isCredentialOrigin(origin: string): boolean
   /**
+   * Reports, once per origin, that a caller aimed a request at `origin`, which is not listed and so
+   * gets no credentials: the `origin.unlisted` event names it and the nearest listed origin (an
+   * origin typo otherwise shows only as a bare 401).
+   */
+  noteUnlisted(origin: string): void
+  /**
    * Sends one request with credentials: `exchange(token)` is called once, then again for each
    * challenge answered (new proof, new token, step-up…). Resolves with the exchange to hand back,
    * and the parsed challenges when it is one Bound could not (or would not) answer.
@@ -167,12 +173,14 @@ export function createChallengeEngine(options: BoundOptions): ChallengeEngine {
   const { session } = options
   if (!session || typeof session.token !== 'function') throw new BoundError('ERR_INVALID_CONFIG', 'session must come from createSession()')
   if (!Array.isArray(options.origins) || options.origins.length === 0) throw new BoundError('ERR_INVALID_CONFIG', 'origins must list at least one origin that may receive credentials')
-  const allowed = new Set(options.origins.map((o, i) => assertSecureUrl(o, `credential origin origins[${i}]`).origin))
+  const allowed = new Set(options.origins.map((o, i) => assertOrigin(o, `origins[${i}]`)))
   const configuredResources = new Map(Object.entries(options.resources ?? {}).map(([o, r]) => {
-    const origin = assertSecureUrl(o, 'an origin of resources').origin
+    const origin = assertOrigin(o, 'a key of resources')
     return [origin, assertResourceIndicator(r, `resources[${origin}]`)]
   }))
-  for (const [i, o] of (options.resourceMetadata?.allowedOrigins ?? []).entries()) assertSecureUrl(o, `resourceMetadata.allowedOrigins[${i}]`)
+  for (const [i, o] of (options.resourceMetadata?.allowedOrigins ?? []).entries()) assertOrigin(o, `resourceMetadata.allowedOrigins[${i}]`)
+  // the unlisted origins already reported (bounded: a caller may reach many)
+  const reported = createLru<string, true>(1000)
   const stepUps = createStepUps(session, options)
   // the RFC 9728 resource learned per origin (bounded)
   const learnedResources = createLru<string, string>(1000)
@@ -229,8 +237,9 @@ export function createChallengeEngine(options: BoundOptions): ChallengeEngine {
       const reaction = react(challenge, token, res, url, observed)
       if (reaction === undefined || used.has(reaction) || !req.replayable) {
         // answered once already (a second invalid_token, a refused step-up token), or never answerable
-        if (challenge && reaction !== undefined && used.has(reaction)) annotate(challenge, reaction, url)
+        if (challenge && reaction !== undefined && used.has(reaction)) annotate(challenge, reaction, url, 'refused', token, challenges)
         else if (challenge?.kind === 'step-up') annotate(challenge, 'step-up', url, challenge.malformed ? 'malformed' : req.replayable ? 'not-asked' : 'stream')
+        else if (challenge?.kind === 'invalid-dpop-proof' && token?.type === 'DPoP') annotate(challenge, 'clock', url)
         if (challenge) session.events.emit('challenge.handled', { origin, kind: challenge.kind, outcome: 'returned' })
         return { res, challenges }
       }
@@ -298,9 +307,19 @@ export function createChallengeEngine(options: BoundOptions): ChallengeEngine {
     return union.length > 0 ? union.join(' ') : false
   }
 
-  const annotate = (challenge: ResponseChallenge, reaction: Reaction, url: URL, why: StepUpOutcome = 'refused') => {
+  const annotate = (challenge: ResponseChallenge, reaction: Reaction, url: URL, why: StepUpOutcome = 'refused', token?: BoundToken, challenges?: ResponseChallenge[]) => {
+    const said = challenge.errorDescription ? ` (${challenge.errorDescription})` : ''
     if (reaction === 'token') {
-      challenge.boundError = new BoundError('ERR_SESSION_REVOKED', `${url.origin} refused a freshly earned token too (invalid_token): the session looks revoked${challenge.errorDescription ? ` (${challenge.errorDescription})` : ''}`)
+      const unbound = token?.type === 'Bearer' && !token.binding?.x5t
+      if (unbound && !session.dpop && challenges?.some((c) => c.scheme === 'dpop')) {
+        // not a revocation: the API wants DPoP-bound tokens and this session cannot make them
+        challenge.boundError = new BoundError('ERR_INVALID_CONFIG', `${url.origin} refused the session's Bearer token twice and offers DPoP (WWW-Authenticate: DPoP)${said}: it accepts only DPoP-bound tokens, and this session has no DPoP key — createSession({ dpop: await generateDpopKey() })`)
+      } else {
+        const hint = unbound ? '; this session sends unbound Bearer tokens — if the API requires DPoP or mTLS, give the session a DPoP key or a client certificate' : ''
+        challenge.boundError = new BoundError('ERR_SESSION_REVOKED', `${url.origin} refused a freshly earned token too (invalid_token): the session looks revoked${said}${hint}`)
+      }
+    } else if (reaction === 'clock') {
+      challenge.boundError = new BoundError('ERR_DPOP_PROOF_REJECTED', `${url.origin} rejected the DPoP proof (invalid_dpop_proof)${said}: check that nothing between here and the API rewrites the URL or method (the proof signs both), that the API accepts ${session.dpop?.key.alg ?? 'the key’s alg'}, and this machine's clock`)
     } else if (reaction === 'step-up') {
       const level = [challenge.acrValues ? `acr_values ${challenge.acrValues.join(' ')}` : '', challenge.maxAge !== undefined ? `max_age ${challenge.maxAge}` : ''].filter(Boolean).join(', ')
       const reason = !options.onStepUp && why !== 'malformed' && why !== 'stream' ? STEP_UP_REASONS['not-asked'] : STEP_UP_REASONS[why]
@@ -341,6 +360,11 @@ export function createChallengeEngine(options: BoundOptions): ChallengeEngine {
     session,
     otherOrigins: options.otherOrigins ?? 'plain',
     isCredentialOrigin: (origin) => allowed.has(origin),
+    noteUnlisted(origin) {
+      if (reported.get(origin)) return
+      reported.set(origin, true)
+      session.events.emit('origin.unlisted', { origin, nearest: nearestOf(origin, allowed) })
+    },
     run,
     async credentials(token, method, url, nonce) {
       if (token.type !== 'DPoP') return { authorization: `${token.type} ${token.value}` }
@@ -348,4 +372,43 @@ export function createChallengeEngine(options: BoundOptions): ChallengeEngine {
       return { authorization: `DPoP ${token.value}`, dpop: await session.dpop!.proof(method, url.href, { accessToken: token.value, nonce }) }
     },
   }
+}
+
+/**
+ * A credential origin as configured: https (or loopback http) and nothing but an origin. A path,
+ * query or fragment would be silently widened to the whole origin, so it is refused.
+ */
+function assertOrigin(value: string, what: string): string {
+  const url = assertSecureUrl(value, `credential origin ${what}`)
+  if (url.pathname !== '/' || url.search !== '' || url.hash !== '') {
+    throw new BoundError('ERR_INVALID_CONFIG', `${what} (${url.origin}${url.pathname}${url.search ? '?…' : ''}) is more than an origin: credentials are decided by origin (scheme, host and port), so the rest would be ignored; list ${url.origin}`)
+  }
+  return url.origin
+}
+
+/** The listed origin most like `origin` (same host first, then the fewest character edits). */
+function nearestOf(origin: string, allowed: ReadonlySet<string>): string | undefined {
+  const host = new URL(origin).hostname
+  let best: string | undefined
+  let bestScore = Infinity
+  for (const candidate of allowed) {
+    const score = new URL(candidate).hostname === host ? 0 : 1 + editDistance(origin, candidate)
+    if (score < bestScore) {
+      best = candidate
+      bestScore = score
+    }
+  }
+  return best
+}
+
+/** Levenshtein distance, capped in cost by the origins' length (both are short). */
+function editDistance(a: string, b: string): number {
+  if (a.length > 300 || b.length > 300) return Math.abs(a.length - b.length) + 300
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i]
+    for (let j = 1; j <= b.length; j++) row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1))
+    prev = row
+  }
+  return prev[b.length]!
 }

@@ -1,4 +1,5 @@
 import { BoundError } from '@bound/core'
+import { networkHint } from '@bound/core/internal'
 
 const MARK = Symbol.for('@bound/core.BoundError')
 
@@ -21,7 +22,7 @@ export class FetchNetworkError extends TypeError {
 
   constructor(url: URL, cause: unknown) {
     const detail = cause instanceof Error ? `${(cause as { code?: string }).code ?? cause.name}: ${cause.message}`.slice(0, 200) : String(cause).slice(0, 200)
-    super(`fetch failed: ${url.origin} (${detail})`, { cause })
+    super(`fetch failed: ${url.origin} (${detail})${networkHint(cause)}`, { cause })
     // recognised as a BoundError by `instanceof` and isBoundError() (the marker BoundError uses)
     Object.defineProperty(this, MARK, { value: ['BoundError'], enumerable: false })
   }

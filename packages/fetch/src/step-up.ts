@@ -71,7 +71,7 @@ export function createStepUps(session: Session, options: Pick<BoundOptions, 'onS
       if (acrValues !== undefined && acrValues.length === 0) return 'not-accepted'
       const level = [acrValues ? `acr_values=${acrValues.join(' ')}` : '', challenge.maxAge !== undefined ? `max_age=${challenge.maxAge}` : ''].filter(Boolean).join(';') || 'step-up'
       const key = keyOf(origin, resource, level)
-      const report = (outcome: 'approved' | 'reused' | 'declined') => session.events.emit('step_up', { origin, acrValues: acrValues?.join(' '), outcome })
+      const report = (outcome: 'approved' | 'reused' | 'declined') => session.events.emit('challenge.step_up', { origin, acrValues: acrValues?.join(' '), outcome })
       const known = approvals.get(key)
       if (known && known === sent) approvals.delete(key)
       else if (known) {

@@ -113,7 +113,9 @@ export async function discoverAuthorizationServer(issuer: string, options: Disco
     if (res.status !== 200) {
       await res.body?.cancel().catch(() => {})
       // the server's trouble (5xx, 429) is transient; anything else is a discovery failure
-      throw new BoundError(res.status >= 500 || res.status === 429 ? 'ERR_NETWORK' : 'ERR_DISCOVERY', `Authorization server metadata at ${url} answered HTTP ${res.status}`)
+      // (a 401/403 is what a protected API answers: the commonest mix-up is the API's URL as issuer)
+      const hint = res.status === 401 || res.status === 403 ? ' — as a protected API would: is `issuer` the authorization server’s identifier, not the API’s URL?' : ''
+      throw new BoundError(res.status >= 500 || res.status === 429 ? 'ERR_NETWORK' : 'ERR_DISCOVERY', `Authorization server metadata at ${url} answered HTTP ${res.status}${hint}`)
     }
     const json = await readJsonObject(res, options.maxBytes ?? 262_144, 'ERR_DISCOVERY', `authorization server metadata at ${url}`)
     const parsed = metadataSchema.safeParse(json)
@@ -128,5 +130,5 @@ export async function discoverAuthorizationServer(issuer: string, options: Disco
     }
     return metadata
   }
-  throw new BoundError('ERR_DISCOVERY', `No authorization server metadata found for ${issuer} (tried ${tried.join(', ')})`)
+  throw new BoundError('ERR_DISCOVERY', `No authorization server metadata found for ${issuer} (tried ${tried.join(', ')}) — check \`issuer\` (the AS's issuer identifier, as its metadata names it), or give \`tokenEndpoint\` instead`)
 }

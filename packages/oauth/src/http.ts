@@ -1,4 +1,5 @@
 import { BoundError, type BoundErrorCode } from '@bound/core'
+import { networkHint } from '@bound/core/internal'
 
 /** The smallest view of a response Bound reads bodies from. */
 export interface ResponseLike {
@@ -60,5 +61,5 @@ export function networkError(err: unknown, what: string, signal?: AbortSignal): 
   if (err instanceof BoundError) return err
   const cause = err instanceof Error ? (err.cause instanceof Error ? err.cause : err) : undefined
   const detail = cause ? `${(cause as { code?: string }).code ?? cause.name}: ${cause.message}`.slice(0, 200) : 'unknown error'
-  return new BoundError('ERR_NETWORK', `Could not reach the ${what} (${detail})`, { cause: err })
+  return new BoundError('ERR_NETWORK', `Could not reach the ${what} (${detail})${networkHint(err)}`, { cause: err })
 }

@@ -207,8 +207,13 @@ export interface SessionEvents {
   'posture.changed': { healthy: boolean; reason: string | undefined }
   /** A bound fetch met a challenge: `answered` (and retried) or `returned` to the caller. */
   'challenge.handled': { origin: string; kind: string; outcome: 'answered' | 'returned' }
+  /**
+   * A request was aimed at an origin that is not in the bound fetch's `origins`, and went without
+   * credentials: reported once per origin, with the listed origin most like it (a typo?).
+   */
+  'origin.unlisted': { origin: string; nearest: string | undefined }
   /** A step-up: `approved` (onStepUp gave parameters or a token), `reused` (a level already approved), `declined`. */
-  'step_up': { origin: string; acrValues: string | undefined; outcome: 'approved' | 'reused' | 'declined' }
+  'challenge.step_up': { origin: string; acrValues: string | undefined; outcome: 'approved' | 'reused' | 'declined' }
 }
 
 /**

@@ -53,7 +53,8 @@ const LINES: { [K in keyof SessionEvents]?: [Level, string] } = {
   'nonce.challenge': ['debug', 'DPoP nonce challenge answered'],
   'challenge.invalid_token': ['info', 'invalid_token: earning a new token'],
   'challenge.handled': ['debug', 'challenge handled'],
-  'step_up': ['info', 'step-up'],
+  'challenge.step_up': ['info', 'step-up'],
+  'origin.unlisted': ['warn', 'a request went without credentials to an origin that is not in origins (a typo?)'],
   'key.rotated': ['info', 'DPoP key rotated'],
   'certificate.rotated': ['info', 'client certificate rotated'],
 }
@@ -130,6 +131,6 @@ function wireOtel(session: Pick<Session, 'events'>, api: OtelApi): void {
   session.events.on('token.refresh_failed', (e) => refreshFailures.add(1, { code: e.code }))
   session.events.on('nonce.challenge', (e) => nonceRetries.add(1, { at: e.at }))
   session.events.on('challenge.handled', (e) => challenges.add(1, { kind: e.kind, outcome: e.outcome }))
-  session.events.on('step_up', (e) => stepUps.add(1, { outcome: e.outcome }))
+  session.events.on('challenge.step_up', (e) => stepUps.add(1, { outcome: e.outcome }))
   session.events.on('token.wait', (e) => wait.record(e.ms))
 }

@@ -23,8 +23,10 @@ export interface TokenCacheOptions {
   maxEntries: number | undefined
 }
 
-const codeOf = (err: unknown) => (err instanceof BoundError ? err.code : 'ERR_UNKNOWN')
+// (what earn throws is a BoundError, or an abort passed through: reported as the token it cost)
+const codeOf = (err: unknown) => (err instanceof BoundError ? err.code : 'ERR_TOKEN_UNAVAILABLE')
 const messageOf = (err: unknown) => (err instanceof Error ? err.message : String(err))
+const isAbort = (err: unknown) => err instanceof Error && (err.name === 'AbortError' || err.name === 'TimeoutError')
 const NO_EXTRA: Readonly<Record<string, string>> = Object.freeze({})
 
 /**
@@ -79,7 +81,10 @@ export function createTokenCache(options: TokenCacheOptions) {
         const token = holdable(result.response, result.type, receivedAt, params.scope, cacheKey, generation, bound)
         events.emit('token.acquired', { label: token.label, cacheKey, type: token.type, grant: used, expiresAt: token.expiresAt, attempts: result.attempts, waitMs: receivedAt - started, reason: background ? 'refresh' : 'demand' })
         return token
-      } catch (err) {
+      } catch (thrown) {
+        // anything not Bound's own (a subject-token callback or a signer that threw…) becomes a typed
+        // error; its message stays in the cause, never copied into ours (it is not ours to vouch for)
+        const err = thrown instanceof BoundError || isAbort(thrown) ? thrown : new BoundError('ERR_TOKEN_UNAVAILABLE', `Could not obtain a token: ${thrown instanceof Error ? `a ${thrown.name}` : 'a non-error value'} was thrown while earning it (see cause)`, { cause: thrown })
         events.emit('token.failed', { cacheKey, code: codeOf(err), message: messageOf(err) })
         throw err
       }

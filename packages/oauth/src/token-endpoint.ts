@@ -173,7 +173,7 @@ export async function requestTokenFromEndpoint(ctx: TokenRequestContext): Promis
         }
       }
       if (error) {
-        const refusal = new TokenEndpointError({ error: error.error, error_description: error.error_description, error_uri: error.error_uri, status: res.status, endpoint: ctx.endpoint, retryAfter: retryAfterSeconds(res.headers, ctx.clock) })
+        const refusal = new TokenEndpointError({ error: error.error, error_description: error.error_description, error_uri: error.error_uri, status: res.status, endpoint: ctx.endpoint, retryAfter: retryAfterSeconds(res.headers, ctx.clock), hint: refusalHint(error, ctx.dpop !== undefined, ctx.grant.type) })
         if (res.status < 500 && res.status !== 429 && error.error !== 'temporarily_unavailable' && error.error !== 'server_error') ctx.grant.refused?.(refusal)
         throw refusal
       }
@@ -238,4 +238,25 @@ export function retryAfterSeconds(headers: { get(name: string): string | null },
   if (/^\d{1,9}$/.test(value)) return Number(value)
   const at = Date.parse(value)
   return Number.isFinite(at) ? Math.max(0, Math.ceil((at - clock.now()) / 1000)) : undefined
+}
+
+/** What to check for the refusals new users meet first (DPoP required without a key, a client the AS does not accept…). */
+function refusalHint(error: { error: string; error_description?: string | undefined }, hasDpop: boolean, grantType: string): string | undefined {
+  const about = `${error.error} ${error.error_description ?? ''}`
+  const needKey = 'createSession({ dpop: await generateDpopKey() })'
+  if (!hasDpop && /dpop/i.test(about)) return `the AS requires DPoP for this client and the session has no DPoP key: ${needKey}`
+  // (client credentials carry no grant that could be invalid: oidc-provider, for one, says invalid_grant when DPoP is required)
+  if (!hasDpop && error.error === 'invalid_grant' && grantType === 'client_credentials') return `if the client is registered for DPoP-bound tokens (dpop_bound_access_tokens), the AS requires DPoP for this client and the session has no DPoP key: ${needKey}`
+  switch (error.error) {
+    case 'invalid_client':
+      return 'the AS did not accept the client authentication: check clientId, the secret or key, and that the client is registered at the AS for this method (client_secret_basic, client_secret_post, private_key_jwt, tls_client_auth…)'
+    case 'unauthorized_client':
+      return 'the client is not allowed this grant type: enable it for the client at the AS'
+    case 'invalid_target':
+      return 'the AS does not accept the resource indicator: check `resource` (some ASes name the API with `audience` instead)'
+    case 'invalid_scope':
+      return 'the AS does not grant this scope to the client: check `scope`'
+    default:
+      return undefined
+  }
 }

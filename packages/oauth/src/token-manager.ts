@@ -460,7 +460,7 @@ export function isTransient(err: unknown): boolean {
 function unavailable(cause: unknown, waitMs: number): BoundError {
   if (cause instanceof BoundError && cause.code === 'ERR_TOKEN_UNAVAILABLE') return cause
   const reason = cause instanceof Error ? cause.message : String(cause)
-  return new BoundError('ERR_TOKEN_UNAVAILABLE', `No valid token: the authorization server could not issue one (${reason.slice(0, 300)}); next attempt in ${Math.max(0, Math.ceil(waitMs / 1000))} s`, { cause })
+  return new BoundError('ERR_TOKEN_UNAVAILABLE', `No valid token: the authorization server could not issue one (${reason.slice(0, 600)}); next attempt in ${Math.max(0, Math.ceil(waitMs / 1000))} s`, { cause })
 }
 
 /**

@@ -307,7 +307,9 @@ export async function startResourceServer(options: ResourceServerOptions): Promi
     const scheme = binding === 'dpop' ? 'DPoP' : 'Bearer'
     const params: Challenge['params'] = [['error', error], ['error_description', description], ...extra]
     if (scheme === 'DPoP') params.push(['algs', dpopAlgsParam])
-    return { status: 401, error, description, binding, challenges: [{ scheme, params }] }
+    // a Bearer rejection also offers DPoP, as an API that accepts both does (RFC 9449 §7.1)
+    const challenges: Challenge[] = scheme === 'DPoP' ? [{ scheme, params }] : [{ scheme, params }, { scheme: 'DPoP', params: [['algs', dpopAlgsParam]] }]
+    return { status: 401, error, description, binding, challenges }
   }
 
   const policyRejection = (binding: Binding, outcome: Exclude<PolicyOutcome, { ok: true }>): Rejection => {

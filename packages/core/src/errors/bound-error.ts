@@ -1,8 +1,7 @@
 /**
- * Every error code Bound raises. Stable: callers may `switch (err.code)`.
- *
- * `ERR_DPOP_PROOF_REJECTED` and `ERR_ABORTED` are reserved: this version does not raise them (an
- * aborted request rejects with the signal's reason, as `fetch` does).
+ * Every error code Bound raises. Stable: callers may `switch (err.code)`. Each has an entry in
+ * `docs/troubleshooting.md` ({@link BoundError.docs}). An aborted request rejects with the
+ * signal's reason, as `fetch` does — there is no code for it.
  *
  * @example
  * ```ts
@@ -30,7 +29,6 @@ export type BoundErrorCode =
   | 'ERR_STEP_UP_REQUIRED'
   | 'ERR_MTLS_CERTIFICATE_INVALID'
   | 'ERR_MTLS_CERTIFICATE_EXPIRED'
-  | 'ERR_ABORTED'
   | 'ERR_CLOSED'
   | 'ERR_POSTURE_UNHEALTHY'
 
@@ -80,6 +78,14 @@ export class BoundError extends Error {
     queueMicrotask(() => publishError(this))
   }
 
+  /**
+   * Where this code is explained: its entry in Bound's troubleshooting guide
+   * (`docs/troubleshooting.md#err_token_unavailable`), one entry per code.
+   */
+  get docs(): string {
+    return `docs/troubleshooting.md#${this.code.toLowerCase()}`
+  }
+
   /** The class name used for `name` and for cross-copy `instanceof`. Subclasses override it. */
   static errorName = 'BoundError'
 
@@ -91,7 +97,7 @@ export class BoundError extends Error {
 
   /** A JSON view with no secrets: name, code, message and the cause's name/code/message. */
   toJSON(): Record<string, unknown> {
-    const json: Record<string, unknown> = { name: this.name, code: this.code, message: this.message }
+    const json: Record<string, unknown> = { name: this.name, code: this.code, message: this.message, docs: this.docs }
     for (const key of Object.keys(this)) {
       if (key !== 'code') json[key] = (this as Record<string, unknown>)[key]
     }

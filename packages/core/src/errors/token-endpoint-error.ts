@@ -22,6 +22,8 @@ export interface TokenEndpointErrorDetails {
   endpoint?: string | undefined
   /** Seconds the server asked to wait (`Retry-After`), when it did. */
   retryAfter?: number | undefined
+  /** Advice on the likely fix, appended to the message (never anything the server sent). */
+  hint?: string | undefined
 }
 
 /**
@@ -54,7 +56,7 @@ export class TokenEndpointError extends BoundError {
     const description = details.error_description === undefined ? undefined : sanitizeProtocolText(details.error_description, 300)
     super(
       'ERR_TOKEN_ENDPOINT',
-      `The token endpoint${details.endpoint ? ` ${details.endpoint}` : ''} refused the request: ${error}${description ? ` (${description})` : ''} [HTTP ${details.status}]`,
+      `The token endpoint${details.endpoint ? ` ${details.endpoint}` : ''} refused the request: ${error}${description ? ` (${description})` : ''} [HTTP ${details.status}]${details.hint ? ` — ${details.hint}` : ''}`,
       options,
     )
     this.error = error
