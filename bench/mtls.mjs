@@ -36,7 +36,7 @@ const fmt = (x) => Math.round(x).toLocaleString('en-US').padStart(7)
 
 const cert = pki.workload
 const bare = new Agent({ connect: { ca: pki.caPem, cert: cert.certPem, key: cert.keyPem }, keepAliveTimeout: 30_000 })
-const bound = createTransport({ ca: pki.caPem, clientCertificate: { cert: cert.certPem, key: cert.keyPem }, keepAliveTimeout: 30_000 })
+const bound = createTransport({ ca: pki.caPem, clientCertificate: { cert: cert.certPem, key: cert.keyPem }, keepAliveTimeoutMs: 30_000 })
 const fullHandshakes = new Agent({ connect: { ca: pki.caPem, cert: cert.certPem, key: cert.keyPem, maxCachedSessions: 0 } })
 
 const contenders = {

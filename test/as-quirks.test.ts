@@ -122,7 +122,7 @@ describe('an AS whose metadata omits dpop_signing_alg_values_supported', () => {
 })
 
 describe('an AS whose token response omits expires_in', () => {
-  it('GRANT-03: the token is used with the documented default lifetime (defaultLifetime, 300 s), marked as assumed', async () => {
+  it('GRANT-03: the token is used with the documented default lifetime (defaultLifetimeMs, 300 s), marked as assumed', async () => {
     kit.as.setQuirks({ omitExpiresIn: true })
     const { session, fetch } = await boundClient()
     expect((await fetch(`${kit.api}/orders`)).status).toBe(200)
@@ -130,7 +130,7 @@ describe('an AS whose token response omits expires_in', () => {
     expect(token.lifetimeAssumed).toBe(true)
     expect(token.expiresAt - token.receivedAt).toBe(300_000)
 
-    const configured = await boundClient({ extra: { defaultLifetime: 60 } })
+    const configured = await boundClient({ extra: { defaultLifetimeMs: 60_000 } })
     expect((await configured.fetch(`${kit.api}/orders`)).status).toBe(200)
     const short = await configured.session.token()
     expect(short).toMatchObject({ lifetimeAssumed: true })

@@ -3,9 +3,12 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startTestkit, type Testkit } from '@bound/testkit'
-import { createBoundFetch, getChallenges } from '@bound/fetch'
-import { clientCredentials, clientSecretBasic, createSession, type Session, type SessionOptions } from '@bound/oauth'
-import { generateDpopKey } from '@bound/dpop'
+import { boundInterceptor, cibaStepUp, createBoundFetch, getChallenges } from '@bound/fetch'
+import { clientCredentials, clientSecretBasic, createSession, privateKeyJwt, tokenExchange, type Session, type SessionOptions } from '@bound/oauth'
+import { createDpop, generateDpopKey } from '@bound/dpop'
+import { loadClientCertificate } from '@bound/mtls'
+import { boundAdapter } from '@bound/axios'
+import { boundHooks } from '@bound/got'
 import { BoundError, isBoundError, type BoundErrorCode } from '@bound/core'
 
 // Issue 15: the mistakes a new user makes first must explain themselves — each error names what
@@ -135,5 +138,70 @@ describe('every code is documented and raised (issue 15)', () => {
 
   it.each(codes)('%s is raised somewhere in the packages', (code) => {
     expect(sources).toContain(`'${code}'`)
+  })
+})
+
+describe('one convention for durations, and every option checked (issue 15)', () => {
+  const pem = () => readFileSync(join(root, 'package.json'), 'utf8') // any text: the options are checked first
+  async function configError(make: () => unknown): Promise<string> {
+    let err: unknown
+    try {
+      await make()
+    } catch (e) {
+      err = e
+    }
+    expect(isBoundError(err, 'ERR_INVALID_CONFIG')).toBe(true)
+    return (err as Error).message
+  }
+
+  it('a duration given without Ms (the old names, in seconds) is refused, naming the option to use', async () => {
+    const c = kit.clients.secretBasic
+    const base = { issuer: kit.issuer, clientId: c.clientId, clientAuth: clientSecretBasic(c.clientSecret), grant: clientCredentials({ resource: kit.resource }) }
+    expect(await configError(() => createSession({ ...base, tokenRequestTimeout: 5000 } as never))).toMatch(/createSession: unknown option "tokenRequestTimeout" — durations are in milliseconds: did you mean tokenRequestTimeoutMs\?/)
+    expect(await configError(() => createSession({ ...base, refresh: { minAheadSeconds: 5 } } as never))).toMatch(/createSession: refresh: unknown option "minAheadSeconds" — durations are in milliseconds: did you mean minAheadMs\?/)
+    expect(await configError(() => createSession({ ...base, backoff: { maxSeconds: 5 } } as never))).toMatch(/did you mean maxMs\?/)
+    expect(await configError(() => privateKeyJwt(pem(), { lifetime: 30 } as never))).toMatch(/privateKeyJwt: unknown option "lifetime" — durations are in milliseconds: did you mean lifetimeMs\?/)
+    const s = await session()
+    expect(await configError(() => cibaStepUp(s, { loginHint: 'alice', maxWaitSeconds: 60 } as never))).toMatch(/did you mean maxWaitMs\?/)
+    expect(await configError(() => createDpop({ key: s.dpop!.key, maxClockSkew: 60 } as never))).toMatch(/did you mean maxClockSkewMs\?/)
+  })
+
+  it('a duration out of range names the unit: tokenRequestTimeoutMs: 5 is not five seconds', async () => {
+    const c = kit.clients.secretBasic
+    expect(await configError(() => createSession({ issuer: kit.issuer, clientId: c.clientId, clientAuth: clientSecretBasic(c.clientSecret), grant: clientCredentials(), tokenRequestTimeoutMs: 5 }))).toBe('createSession: tokenRequestTimeoutMs: must be at least 100 ms')
+    expect(await configError(() => createSession({ issuer: kit.issuer, clientId: c.clientId, grant: clientCredentials(), defaultLifetimeMs: 1.5 } as never))).toMatch(/defaultLifetimeMs: must be a whole number of milliseconds/)
+  })
+
+  it('misspelt options and wrong types are refused in every factory, naming the option', async () => {
+    const s = await session()
+    expect(await configError(() => createBoundFetch({ session: s, origins: [kit.api], maxRedirect: 3 } as never))).toMatch(/createBoundFetch: unknown option "maxRedirect" — did you mean maxRedirects\?/)
+    expect(await configError(() => createBoundFetch({ session: s, origins: [kit.api], otherOrigins: 'deny' } as never))).toMatch(/createBoundFetch: otherOrigins: /)
+    expect(await configError(() => createBoundFetch({ session: s, origins: [kit.api], stepUpPrompts: { max: 3, perSeconds: 60 } } as never))).toMatch(/createBoundFetch: stepUpPrompts: .*perSeconds/)
+    expect(await configError(() => boundInterceptor({ session: s, origins: [kit.api], otherOrigin: 'error' } as never))).toMatch(/boundInterceptor: unknown option "otherOrigin" — did you mean otherOrigins\?/)
+    expect(await configError(() => boundAdapter({ session: s, origins: [kit.api], resource: 'x' } as never))).toMatch(/boundAdapter: unknown option "resource" — did you mean resources\?/)
+    expect(await configError(() => boundHooks({ session: s, origins: [kit.api], onStepup: () => false } as never))).toMatch(/boundHooks: unknown option "onStepup" — did you mean onStepUp\?/)
+    expect(await configError(() => clientCredentials({ resurce: kit.resource } as never))).toMatch(/clientCredentials: unknown option "resurce" — did you mean resource\?/)
+    expect(await configError(() => tokenExchange({ subjectToken: 'x', audiance: 'api' } as never))).toMatch(/did you mean audience\?/)
+    expect(await configError(() => loadClientCertificate({ certFile: 'a', keyFile: 'b', debounce: 5 } as never))).toMatch(/loadClientCertificate: unknown option "debounce" — durations are in milliseconds: did you mean debounceMs\?/)
+    expect(await configError(() => generateDpopKey({ algorithm: 'ES256' } as never))).toMatch(/generateDpopKey: unknown option "algorithm"/)
+    const c = kit.clients.secretBasic
+    expect(await configError(() => createSession({ issuer: kit.issuer, clientId: c.clientId, grant: clientCredentials(), revokeWhenUnhealthy: 'yes' } as never))).toMatch(/createSession: revokeWhenUnhealthy: /)
+  })
+
+  it('every duration in an exported options type is named …Ms', () => {
+    const offenders: string[] = []
+    for (const p of ['core', 'dpop', 'mtls', 'http', 'oauth', 'fetch', 'axios', 'got']) {
+      const dir = join(root, 'packages', p, 'src')
+      for (const file of readdirSync(dir).filter((f) => f.endsWith('.ts'))) {
+        const text = readFileSync(join(dir, file), 'utf8')
+        for (const block of text.matchAll(/export interface (\w*Options) [^{]*\{([\s\S]*?)\n\}/g)) {
+          for (const prop of block[2]!.matchAll(/^ {2}(?:readonly )?(\w+)\??:/gm)) {
+            const name = prop[1]!
+            if (/(timeout|interval|lifetime|delay|window|skew|wait|ttl|seconds|debounce|warning|ahead|after)$/i.test(name.replace(/Ms$/, '')) && !name.endsWith('Ms') && name !== 'ahead') offenders.push(`${p}/${file} ${block[1]}.${name}`)
+          }
+        }
+      }
+    }
+    expect(offenders).toEqual([])
   })
 })

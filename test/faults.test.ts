@@ -20,7 +20,7 @@ afterAll(async () => {
 
 async function bound(over: Partial<SessionOptions> = {}) {
   const c = kit.clients.secretBasic
-  const session = createSession({ issuer: kit.issuer, clientId: c.clientId, clientAuth: clientSecretBasic(c.clientSecret), grant: clientCredentials({ resource: kit.resource }), dpop: await generateDpopKey(), ca: kit.ca, backoff: { initialSeconds: 0.2, maxSeconds: 0.4 }, tokenRequestTimeout: 1, ...over })
+  const session = createSession({ issuer: kit.issuer, clientId: c.clientId, clientAuth: clientSecretBasic(c.clientSecret), grant: clientCredentials({ resource: kit.resource }), dpop: await generateDpopKey(), ca: kit.ca, backoff: { initialMs: 200, maxMs: 400 }, tokenRequestTimeoutMs: 1_000, ...over })
   sessions.push(session)
   await session.metadata() // discovery is not what these tests break
   return { session, fetch: createBoundFetch({ session, origins: [kit.api] }) }
@@ -69,7 +69,7 @@ describe('authorization server faults (issue 8)', () => {
   })
 
   it('503 Retry-After is honoured: no new token request before it passes', async () => {
-    const { fetch } = await bound({ backoff: { initialSeconds: 0.05, maxSeconds: 0.05 } })
+    const { fetch } = await bound({ backoff: { initialMs: 50, maxMs: 50 } })
     kit.as.setFault({ kind: 'status', status: 503, retryAfter: 2 })
     kit.as.resetCounters()
     await fetch(`${kit.api}/orders`).catch(() => {})
@@ -83,7 +83,7 @@ describe('authorization server faults (issue 8)', () => {
   })
 
   it('slow (2 s) is waited for and succeeds (the timeout is longer)', async () => {
-    const { fetch } = await bound({ tokenRequestTimeout: 5 })
+    const { fetch } = await bound({ tokenRequestTimeoutMs: 5_000 })
     kit.as.setFault({ kind: 'slow', ms: 2_000 })
     const started = Date.now()
     expect((await fetch(`${kit.api}/orders`)).status).toBe(200)
@@ -103,7 +103,7 @@ describe('authorization server faults (issue 8)', () => {
     const short = await startTestkit({ accessTokenTtl: 10 })
     try {
       const c = short.clients.secretBasic
-      const session = createSession({ issuer: short.issuer, clientId: c.clientId, clientAuth: clientSecretBasic(c.clientSecret), grant: clientCredentials({ resource: short.resource }), dpop: await generateDpopKey(), ca: short.ca, refresh: { ahead: 0.8, jitter: 0 }, backoff: { initialSeconds: 0.1, maxSeconds: 0.3 }, tokenRequestTimeout: 1 })
+      const session = createSession({ issuer: short.issuer, clientId: c.clientId, clientAuth: clientSecretBasic(c.clientSecret), grant: clientCredentials({ resource: short.resource }), dpop: await generateDpopKey(), ca: short.ca, refresh: { ahead: 0.8, jitter: 0 }, backoff: { initialMs: 100, maxMs: 300 }, tokenRequestTimeoutMs: 1_000 })
       sessions.push(session)
       const fetch = createBoundFetch({ session, origins: [short.api] })
       expect((await fetch(`${short.api}/orders`)).status).toBe(200)

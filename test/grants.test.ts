@@ -68,7 +68,7 @@ describe('grants against the real AS (issue 4)', () => {
 
   it('JWTA-05: a new assertion (the file rotated) is sent after a refused one', async () => {
     let current = await kit.workloadIdentity.mintToken({ ttlSeconds: -60 })
-    const { fetch } = await sessionWith(jwtBearer({ assertion: () => current, resource: kit.resource }), { backoff: { initialSeconds: 0.05, maxSeconds: 0.05 } })
+    const { fetch } = await sessionWith(jwtBearer({ assertion: () => current, resource: kit.resource }), { backoff: { initialMs: 50, maxMs: 50 } })
     await expect(fetch(`${kit.api}/orders`)).rejects.toMatchObject({ error: 'invalid_grant' })
     current = await kit.workloadIdentity.mintToken({ sub: 'wif:rotated' })
     await new Promise((r) => setTimeout(r, 100))

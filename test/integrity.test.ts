@@ -62,7 +62,7 @@ describe('session integrity beyond the token (issue 9)', () => {
 
   it('posture: unhealthy → no credentialed request leaves the process, ERR_POSTURE_UNHEALTHY; healthy again → requests succeed without a restart', async () => {
     let healthy = true
-    const { fetch } = await bound({ posture: () => ({ healthy, reason: healthy ? undefined : 'disk encryption off' }), postureInterval: 0, revokeWhenUnhealthy: true })
+    const { fetch } = await bound({ posture: () => ({ healthy, reason: healthy ? undefined : 'disk encryption off' }), postureIntervalMs: 0, revokeWhenUnhealthy: true })
     expect((await fetch(`${kit.api}/orders`)).status).toBe(200)
     healthy = false
     kit.rs.resetCounters()

@@ -33,7 +33,7 @@ async function newSession(over: Partial<SessionOptions> = {}) {
 describe('SEC: posture and revocation reach every token the session obtained', () => {
   it('an unhealthy posture stops the background refresh (no token request), and revokeWhenUnhealthy revokes the token that was in use', async () => {
     let healthy = true
-    const session = await newSession({ posture: () => ({ healthy, reason: healthy ? undefined : 'disk encryption off' }), postureInterval: 0, revokeWhenUnhealthy: true })
+    const session = await newSession({ posture: () => ({ healthy, reason: healthy ? undefined : 'disk encryption off' }), postureIntervalMs: 0, revokeWhenUnhealthy: true })
     const fetch = createBoundFetch({ session, origins: [kit.api] })
     expect((await fetch(`${kit.api}/orders`)).status).toBe(200) // the token is in use: a timer will refresh it
     const inUse = await session.token()

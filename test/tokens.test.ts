@@ -113,7 +113,7 @@ describe('tokens that never go stale (issue 4)', () => {
 
   it('AS down past expiry: callers get ERR_TOKEN_UNAVAILABLE promptly, and the session recovers by itself', async () => {
     const kit = await kitWith({ accessTokenTtl: 2 })
-    const { fetch } = await bound(kit, { backoff: { initialSeconds: 0.2, maxSeconds: 1 } })
+    const { fetch } = await bound(kit, { backoff: { initialMs: 200, maxMs: 1_000 } })
     expect((await fetch(`${kit.api}/orders`)).status).toBe(200)
     await kit.as.stop()
     await sleep(2_100)

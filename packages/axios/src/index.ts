@@ -67,7 +67,7 @@ const responses = new WeakMap<object, ResponseChallenge[]>()
  * ```
  */
 export function boundAdapter(options: BoundAxiosOptions): AxiosAdapter {
-  const send = createBoundSender(options)
+  const send = createBoundSender(options, 'boundAdapter')
   return async (config) => {
     for (const [key, instead] of REFUSED) {
       if ((config as unknown as Record<string, unknown>)[key] != null) throw new BoundError('ERR_INVALID_CONFIG', `axios option ${key} is not used by the bound adapter: ${instead}`)

@@ -244,7 +244,7 @@ export async function buildSession(ctx: Context, v: CredentialValues, options: {
     ...(dpop ? { dpop } : {}),
     ...(clientCertificate ? { clientCertificate } : {}),
     ...(ca.length > 0 ? { ca } : {}),
-    tokenRequestTimeout: Math.min(10, timeoutMs / 1000),
+    tokenRequestTimeoutMs: Math.max(100, Math.min(10_000, Math.round(timeoutMs))),
   })
   return { session, dpop, timeoutMs, auth }
 }

@@ -1,5 +1,5 @@
 import { BoundError, systemClock, type Clock } from '@bound/core'
-import { createLru } from '@bound/core/internal'
+import { createLru, durationMs, optionsChecker, z } from '@bound/core/internal'
 import type { DpopKey } from './keys.js'
 import { createNonceStore, type NonceObservation, type NonceStore } from './nonce-store.js'
 import { accessTokenHash, createProofBuilder, type ProofBuilder } from './proof.js'
@@ -10,7 +10,7 @@ import { normalizeHtu } from './htu.js'
  *
  * @example
  * ```ts
- * const dpop = createDpop({ key: await generateDpopKey(), maxNonceOrigins: 100, maxClockSkew: 60 })
+ * const dpop = createDpop({ key: await generateDpopKey(), maxNonceOrigins: 100, maxClockSkewMs: 60_000 })
  * ```
  */
 export interface DpopOptions {
@@ -20,8 +20,8 @@ export interface DpopOptions {
   maxNonceOrigins?: number
   /** The clock `iat` is read from. Default the system clock. */
   clock?: Clock
-  /** Largest clock correction learned from a server, in seconds. Default 300. */
-  maxClockSkew?: number
+  /** Largest clock correction learned from a server, in milliseconds. Default 300,000 (5 minutes). */
+  maxClockSkewMs?: number
 }
 
 /**
@@ -89,9 +89,17 @@ export interface Dpop {
  * const proof = await dpop.proof('GET', 'https://api.example.com/orders', { accessToken })
  * ```
  */
+const checkDpopOptions = optionsChecker('createDpop', {
+  key: z.custom((v) => typeof v === 'object' && v !== null && typeof (v as DpopKey).sign === 'function', 'must be a key from generateDpopKey() or importDpopKey()'),
+  maxNonceOrigins: z.number().int().positive().optional(),
+  clock: z.custom((v) => typeof v === 'object' && v !== null && typeof (v as Clock).now === 'function', 'must be a clock ({ now() })').optional(),
+  maxClockSkewMs: durationMs(0, 3_600_000).optional(),
+})
+
 export function createDpop(options: DpopOptions): Dpop {
+  checkDpopOptions(options)
   const clock = options.clock ?? systemClock
-  const maxSkewMs = (options.maxClockSkew ?? 300) * 1000
+  const maxSkewMs = options.maxClockSkewMs ?? 300_000
   const nonces = createNonceStore({ max: options.maxNonceOrigins ?? 1000 })
   const skews = createLru<string, { offsetMs: number; learnedAt: number }>(options.maxNonceOrigins ?? 1000)
   let builder: ProofBuilder = createProofBuilder(options.key)

@@ -1,5 +1,6 @@
 import { KeyObject, createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign as nodeSign, verify as nodeVerify, webcrypto, type JsonWebKey as NodeJwk } from 'node:crypto'
 import { BoundError } from '@bound/core'
+import { optionsChecker, z } from '@bound/core/internal'
 
 /**
  * The JWS algorithms Bound signs DPoP proofs with.
@@ -232,7 +233,11 @@ export interface GenerateDpopKeyOptions {
  * console.log(key.jkt)
  * ```
  */
+const checkGenerate = optionsChecker('generateDpopKey', { alg: z.string().optional(), modulusLength: z.number().int().optional() })
+const checkImport = optionsChecker('importDpopKey', { alg: z.string().optional() })
+
 export async function generateDpopKey(options: GenerateDpopKeyOptions = {}): Promise<DpopKey> {
+  checkGenerate(options)
   const alg = options.alg ?? 'ES256'
   if (!DPOP_ALGS.includes(alg)) {
     throw new BoundError('ERR_DPOP_ALG_UNSUPPORTED', `generateDpopKey: unsupported alg ${JSON.stringify(alg)}; use one of ${DPOP_ALGS.join(', ')}`)
@@ -311,6 +316,7 @@ export type DpopKeyInput =
  * ```
  */
 export async function importDpopKey(input: DpopKeyInput, options: { alg?: DpopAlg } = {}): Promise<DpopKey> {
+  checkImport(options)
   let privateKey: KeyObject
   let publicKey: KeyObject
   let jwkAlg: string | undefined

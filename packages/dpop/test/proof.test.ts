@@ -100,7 +100,7 @@ describe('proofs', () => {
 
   it('DPOP-32: clock skew learned once per origin per minute, bounded', async () => {
     let now = 1_000_000_000_000
-    const dpop = createDpop({ key: await generateDpopKey(), clock: { now: () => now }, maxClockSkew: 300 })
+    const dpop = createDpop({ key: await generateDpopKey(), clock: { now: () => now }, maxClockSkewMs: 300_000 })
     expect(dpop.learnClockSkew('https://rs.example/x', now + 120_000)).toBe(true)
     expect(decode(dpop.proof('GET', 'https://rs.example/y') as string).payload.iat).toBe(Math.floor((now + 120_000) / 1000))
     expect(decode(dpop.proof('GET', 'https://other.example/y') as string).payload.iat).toBe(Math.floor(now / 1000))

@@ -1,5 +1,6 @@
 import { Readable } from 'node:stream'
 import { BoundError, isLoopbackHost } from '@bound/core'
+import { z } from '@bound/core/internal'
 import type { BoundToken } from '@bound/oauth'
 import { attachChallenges } from './challenges.js'
 import { createChallengeEngine, type BoundOptions } from './engine.js'
@@ -39,6 +40,9 @@ function toRequestBody(body: PreparedRequest['body']) {
   return body as AsyncIterable<Uint8Array>
 }
 
+/** createBoundFetch's own option, besides those every integration shares. */
+const FETCH_RULES = { maxRedirects: z.number().int().min(0).max(100).optional() }
+
 const REDIRECTS = new Set([301, 302, 303, 307, 308])
 const BODY_HEADERS = ['content-type', 'content-length', 'content-encoding', 'content-language', 'content-location']
 
@@ -56,7 +60,7 @@ const BODY_HEADERS = ['content-type', 'content-length', 'content-encoding', 'con
  * ```
  */
 export function createBoundFetch(options: BoundFetchOptions): BoundFetch {
-  const send = createBoundSender(options)
+  const send = createBoundSender(options, 'createBoundFetch')
   return ((input: Parameters<BoundFetch>[0], init?: RequestInit) => send(input, init)) as BoundFetch
 }
 
@@ -79,8 +83,8 @@ export interface SendLimits {
 }
 
 /** Creates the {@link BoundSender} behind {@link createBoundFetch} (see `@bound/fetch/internal`). */
-export function createBoundSender(options: BoundFetchOptions): BoundSender {
-  const engine = createChallengeEngine(options)
+export function createBoundSender(options: BoundFetchOptions, where = 'createBoundFetch'): BoundSender {
+  const engine = createChallengeEngine(options, where, where === 'createBoundFetch' ? FETCH_RULES : {})
   const { session, otherOrigins } = engine
   const maxRedirects = options.maxRedirects ?? 10
 

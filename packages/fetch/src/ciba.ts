@@ -1,5 +1,6 @@
 import { TokenEndpointError } from '@bound/core'
 import { ciba, type Session } from '@bound/oauth'
+import { durationMs, optionsChecker, z } from '@bound/core/internal'
 import type { StepUpChallenge, StepUpResult } from './engine.js'
 
 /** Options of {@link cibaStepUp}. */
@@ -10,8 +11,8 @@ export interface CibaStepUpOptions {
   bindingMessage?: string | ((challenge: StepUpChallenge) => string | undefined)
   /** Scope of the CIBA request. Default `openid`. */
   scope?: string
-  /** Longest wait for the user, in seconds. Default: the request's `expires_in`, at most 300. */
-  maxWaitSeconds?: number
+  /** Longest wait for the user, in milliseconds. Default: the request's `expires_in`, at most 300,000 (5 minutes). */
+  maxWaitMs?: number
 }
 
 const sleep = (ms: number, signal?: AbortSignal) =>
@@ -35,7 +36,15 @@ const sleep = (ms: number, signal?: AbortSignal) =>
  * const fetch = createBoundFetch({ session, origins: [api], onStepUp: cibaStepUp(session, { loginHint: 'alice', bindingMessage: 'refund 42' }) })
  * ```
  */
+const checkCiba = optionsChecker('cibaStepUp', {
+  loginHint: z.union([z.string().min(1), z.custom((v) => typeof v === 'function')], { error: 'must be a user hint or a function of the challenge' }),
+  bindingMessage: z.union([z.string(), z.custom((v) => typeof v === 'function')]).optional(),
+  scope: z.string().min(1).optional(),
+  maxWaitMs: durationMs(1_000, 3_600_000).optional(),
+})
+
 export function cibaStepUp(session: Session, options: CibaStepUpOptions): (challenge: StepUpChallenge) => Promise<StepUpResult> {
+  checkCiba(options)
   return async (challenge) => {
     const params: Record<string, string> = {
       scope: options.scope ?? 'openid',
@@ -47,7 +56,7 @@ export function cibaStepUp(session: Session, options: CibaStepUpOptions): (chall
     const resource = challenge.resource ?? session.resource
     if (resource) params.resource = resource
     const started = await session.backchannelAuthenticate(params)
-    const deadline = Date.now() + Math.min(started.expires_in, options.maxWaitSeconds ?? 300) * 1000
+    const deadline = Date.now() + Math.min(started.expires_in * 1000, options.maxWaitMs ?? 300_000)
     let interval = Math.max(1, started.interval ?? 5) * 1000
     for (let polls = 0; Date.now() < deadline && polls < 1000; polls++) {
       await sleep(Math.min(interval, Math.max(0, deadline - Date.now())))

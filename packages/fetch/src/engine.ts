@@ -1,5 +1,5 @@
 import { BoundError, assertResourceIndicator, assertSecureUrl, isBoundError } from '@bound/core'
-import { createLru } from '@bound/core/internal'
+import { createLru, editDistance, optionsChecker, z, type OptionRules } from '@bound/core/internal'
 import type { NonceObservation } from '@bound/dpop'
 import { fetchProtectedResourceMetadata, type BoundToken, type Session, type TokenRequest } from '@bound/oauth'
 import { challengeFor, mergeClaims, readChallenges, type ResponseChallenge } from './challenges.js'
@@ -48,10 +48,10 @@ export interface BoundOptions {
    */
   acceptedAcrValues?: readonly string[]
   /**
-   * At most `max` `onStepUp` calls per origin in any `perSeconds` window (a shared call counts
+   * At most `max` `onStepUp` calls per origin in any `windowMs` window (a shared call counts
    * once); past it, challenges are returned with `ERR_STEP_UP_REQUIRED`. Default 3 per 60 seconds.
    */
-  stepUpPrompts?: { max?: number; perSeconds?: number }
+  stepUpPrompts?: { max?: number; windowMs?: number }
   /**
    * Called on `insufficient_scope`: the scope to ask for, or `false` to return the response.
    * Default: the union of the held and the required scopes, once.
@@ -155,6 +155,29 @@ export interface ChallengeEngine {
   credentials(token: BoundToken, method: string, url: URL, nonce?: string): Promise<{ authorization: string; dpop?: string }>
 }
 
+const fn = z.custom((v) => typeof v === 'function', 'must be a function')
+const origin = z.string({ error: 'must be an origin (https://host[:port])' })
+/** The rules of the options every integration shares. */
+export const BOUND_OPTION_RULES: OptionRules = {
+  session: z.unknown().optional(),
+  origins: z.unknown().optional(),
+  otherOrigins: z.enum(['plain', 'error']).optional(),
+  onStepUp: fn.optional(),
+  acceptedAcrValues: z.array(z.string()).optional(),
+  stepUpPrompts: z.strictObject({ max: z.number().int().min(0).optional(), windowMs: z.number().int().min(1).max(86_400_000).optional() }).optional(),
+  onInsufficientScope: fn.optional(),
+  clientCapabilities: z.array(z.string()).optional(),
+  resources: z.record(z.string(), z.string()).optional(),
+  resourceMetadata: z.strictObject({ allowedOrigins: z.array(origin).optional(), match: z.enum(['exact', 'prefix']).optional() }).optional(),
+}
+const checkers = new Map<string, (options: unknown) => void>()
+/** The options checker of one integration (its own options besides the shared ones), made once. */
+function checkerFor(where: string, extra: OptionRules): (options: unknown) => void {
+  let check = checkers.get(where)
+  if (!check) checkers.set(where, (check = optionsChecker(where, { ...BOUND_OPTION_RULES, ...extra })))
+  return check
+}
+
 /** A challenge Bound answers, each at most once per request. */
 type Reaction = 'nonce' | 'token' | 'clock' | 'metadata' | 'step-up' | 'claims' | 'scope'
 
@@ -169,7 +192,8 @@ type Reaction = 'nonce' | 'token' | 'clock' | 'metadata' | 'step-up' | 'claims' 
  * const { authorization, dpop } = await engine.credentials(await session.token(), 'GET', new URL('https://api.example.com/orders'))
  * ```
  */
-export function createChallengeEngine(options: BoundOptions): ChallengeEngine {
+export function createChallengeEngine(options: BoundOptions, where = 'createBoundFetch', extra: OptionRules = {}): ChallengeEngine {
+  checkerFor(where, extra)(options)
   const { session } = options
   if (!session || typeof session.token !== 'function') throw new BoundError('ERR_INVALID_CONFIG', 'session must come from createSession()')
   if (!Array.isArray(options.origins) || options.origins.length === 0) throw new BoundError('ERR_INVALID_CONFIG', 'origins must list at least one origin that may receive credentials')
@@ -399,16 +423,4 @@ function nearestOf(origin: string, allowed: ReadonlySet<string>): string | undef
     }
   }
   return best
-}
-
-/** Levenshtein distance, capped in cost by the origins' length (both are short). */
-function editDistance(a: string, b: string): number {
-  if (a.length > 300 || b.length > 300) return Math.abs(a.length - b.length) + 300
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j)
-  for (let i = 1; i <= a.length; i++) {
-    const row = [i]
-    for (let j = 1; j <= b.length; j++) row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1))
-    prev = row
-  }
-  return prev[b.length]!
 }

@@ -51,7 +51,7 @@ const isOriginForm = (path: unknown): path is string => typeof path === 'string'
  * ```
  */
 export function boundInterceptor(options: BoundOptions): Dispatcher.DispatcherComposeInterceptor {
-  const engine = createChallengeEngine(options)
+  const engine = createChallengeEngine(options, 'boundInterceptor')
   const { session } = engine
   // the first origin each request was dispatched to: a later dispatch of the same request to
   // another origin is a redirect hop that crossed origins

@@ -27,7 +27,7 @@ export const STEP_UP_REASONS: Record<StepUpOutcome, string> = {
 export function createStepUps(session: Session, options: Pick<BoundOptions, 'onStepUp' | 'acceptedAcrValues' | 'stepUpPrompts'>) {
   const accepted = options.acceptedAcrValues ? new Set(options.acceptedAcrValues) : undefined
   const maxPrompts = options.stepUpPrompts?.max ?? 3
-  const promptWindowMs = (options.stepUpPrompts?.perSeconds ?? 60) * 1000
+  const promptWindowMs = options.stepUpPrompts?.windowMs ?? 60_000
   const pathLevels = createLru<string, string>(1000)
   const approvals = createLru<string, StepUpApproval>(256)
   const prompts = createLru<string, number[]>(1000)

@@ -63,7 +63,7 @@ type FetchBody = NonNullable<RequestInit['body']> | null
  * ```
  */
 export function boundHooks(options: BoundGotOptions): BoundHooks {
-  const send = createBoundSender(options)
+  const send = createBoundSender(options, 'boundHooks')
 
   const beforeRequest: BeforeRequestHook = async (opts) => {
     refuseOtherTransports(opts)

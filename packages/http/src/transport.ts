@@ -1,6 +1,7 @@
 import { createSecureContext, rootCertificates, type SecureContext } from 'node:tls'
 import { Agent, ProxyAgent, fetch as undiciFetch, request as undiciRequest, type Dispatcher } from 'undici'
 import { BoundError, systemClock, type Clock } from '@bound/core'
+import { durationMs, optionsChecker, z } from '@bound/core/internal'
 import { assertCertificateValid, clientCertificateFromPem, type ClientCertificate, type ClientCertificatePem, type ClientIdentity, type Pem } from '@bound/mtls'
 import { createProxyRoutes, proxyError, type ProxySetting, type ResolvedProxy } from './proxy.js'
 
@@ -9,7 +10,7 @@ import { createProxyRoutes, proxyError, type ProxySetting, type ResolvedProxy } 
  *
  * @example
  * ```ts
- * const transport = createTransport({ ca: internalCaPem, connectTimeout: 3_000, keepAliveTimeout: 10_000 })
+ * const transport = createTransport({ ca: internalCaPem, connectTimeoutMs: 3_000, keepAliveTimeoutMs: 10_000 })
  * createSession({ …, transport })
  * ```
  */
@@ -24,9 +25,9 @@ export interface TransportOptions {
   /** Clock for certificate validity checks. Default the system clock. */
   clock?: Clock
   /** Keep-alive timeout of pooled connections, in milliseconds. Default 4,000. */
-  keepAliveTimeout?: number
+  keepAliveTimeoutMs?: number
   /** Connect timeout in milliseconds. Default 10,000. */
-  connectTimeout?: number
+  connectTimeoutMs?: number
   /** Largest response header section, in bytes. Default 65,536 (undici's default is 16 KiB). */
   maxHeaderSize?: number
   /**
@@ -151,7 +152,22 @@ const isSource = (v: unknown): v is ClientCertificate => typeof v === 'object' &
  * const res = await transport.fetch('https://api.internal/health')
  * ```
  */
+const pemRule = z.union([z.string(), z.instanceof(Buffer)])
+const checkTransportOptions = optionsChecker('createTransport', {
+  ca: z.union([pemRule, z.array(pemRule)]).optional(),
+  clientCertificate: z.custom((v) => typeof v === 'object' && v !== null, 'must be { cert, key } PEM or a source from loadClientCertificate()').optional(),
+  clock: z.custom((v) => typeof v === 'object' && v !== null && typeof (v as Clock).now === 'function', 'must be a clock ({ now() })').optional(),
+  keepAliveTimeoutMs: durationMs(1, 600_000).optional(),
+  connectTimeoutMs: durationMs(1, 600_000).optional(),
+  maxHeaderSize: z.number().int().min(1024).max(16_777_216).optional(),
+  maxConnectionsPerOrigin: z.unknown().optional(),
+  allowH2: z.unknown().optional(),
+  proxy: z.unknown().optional(),
+  interceptors: z.unknown().optional(),
+})
+
 export function createTransport(options: TransportOptions = {}): Transport {
+  checkTransportOptions(options)
   const source = options.clientCertificate === undefined ? undefined : isSource(options.clientCertificate) ? options.clientCertificate : clientCertificateFromPem(options.clientCertificate)
   const extra = [...toList(options.ca), ...(source?.ca ? [source.ca] : [])]
   const ca = extra.length > 0 ? [...rootCertificates, ...extra] : undefined
@@ -160,11 +176,11 @@ export function createTransport(options: TransportOptions = {}): Transport {
   const interceptors = options.interceptors ?? []
   if (!Array.isArray(interceptors) || interceptors.some((i) => typeof i !== 'function')) throw new BoundError('ERR_INVALID_CONFIG', 'interceptors must be a list of undici interceptors (functions)')
   const pool = {
-    keepAliveTimeout: options.keepAliveTimeout ?? 4_000,
+    keepAliveTimeout: options.keepAliveTimeoutMs ?? 4_000,
     maxHeaderSize: options.maxHeaderSize ?? 65_536,
     connections: options.maxConnectionsPerOrigin ?? 64,
   }
-  const connectTimeout = options.connectTimeout ?? 10_000
+  const connectTimeout = options.connectTimeoutMs ?? 10_000
 
   /** One certificate generation (or none): its TLS context and its dispatchers, made when first used. */
   const generationOf = (identity: ClientIdentity | undefined) => {

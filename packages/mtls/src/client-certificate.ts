@@ -2,7 +2,7 @@ import { watch, type FSWatcher } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { basename, dirname } from 'node:path'
 import { BoundError, systemClock, type Clock, type Emitter } from '@bound/core'
-import { createEmitter } from '@bound/core/internal'
+import { createEmitter, durationMs, optionsChecker, z } from '@bound/core/internal'
 import { parseClientIdentity, type ClientIdentity } from './identity.js'
 
 /**
@@ -115,10 +115,21 @@ export interface LoadClientCertificateOptions {
  * certificate.events.on('rotated', (e) => console.log('new x5t#S256', e.current.x5t))
  * ```
  */
+const checkLoadOptions = optionsChecker('loadClientCertificate', {
+  certFile: z.string({ error: 'is needed: the PEM file with the certificate' }).min(1),
+  keyFile: z.string({ error: 'is needed: the PEM file with the private key' }).min(1),
+  caFile: z.string().min(1).optional(),
+  passphrase: z.string().optional(),
+  watch: z.boolean().optional(),
+  debounceMs: durationMs(0, 60_000).optional(),
+  pollIntervalMs: durationMs(0, 86_400_000).optional(),
+  expiryWarningMs: durationMs(0, 31_536_000_000).optional(),
+  clock: z.custom((v) => typeof v === 'object' && v !== null && typeof (v as Clock).now === 'function', 'must be a clock ({ now() })').optional(),
+})
+
 export async function loadClientCertificate(options: LoadClientCertificateOptions): Promise<ClientCertificate> {
-  if (typeof options?.certFile !== 'string' || typeof options.keyFile !== 'string') {
-    throw new BoundError('ERR_INVALID_CONFIG', 'loadClientCertificate needs certFile and keyFile')
-  }
+  if (options === undefined) throw new BoundError('ERR_INVALID_CONFIG', 'loadClientCertificate needs certFile and keyFile')
+  checkLoadOptions(options)
   const read = async () => {
     const [cert, key] = await Promise.all([readPem(options.certFile, 'certificate'), readPem(options.keyFile, 'key')])
     return { cert, key, passphrase: options.passphrase }

@@ -18,7 +18,7 @@ export interface BindingOptions {
   context?: { workloadId?: string | (() => string); fingerprint?: () => string } | undefined
   posture?: (() => Promise<PostureAnswer> | PostureAnswer) | undefined
   /** Seconds a posture answer is reused. */
-  postureInterval: number
+  postureIntervalMs: number
   /** A context element changed: every token of the old context must go. */
   onContextChanged(element: 'workload-id' | 'fingerprint'): void
   /** The posture check changed its answer. */
@@ -66,7 +66,7 @@ export function createBinding(options: BindingOptions): Binding {
     return lastKey
   }
 
-  // Posture: cached answers, re-asked at most every postureInterval seconds, one check at a time.
+  // Posture: cached answers, re-asked at most every postureIntervalMs, one check at a time.
   let posture: { healthy: boolean; reason: string | undefined; at: number } | undefined
   let flight: Promise<void> | undefined
   const ask = async () => {
@@ -81,7 +81,7 @@ export function createBinding(options: BindingOptions): Binding {
     if (changed) options.onPostureChanged(posture.healthy, posture.reason)
   }
   const checkPosture = async () => {
-    if (!posture || clock.now() - posture.at >= options.postureInterval * 1000) {
+    if (!posture || clock.now() - posture.at >= options.postureIntervalMs) {
       flight ??= ask().finally(() => {
         flight = undefined
       })

@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { BoundError } from '@bound/core'
+import { durationMs, optionsChecker } from '@bound/core/internal'
+import { z } from 'zod'
 import { importDpopKey, type DpopAlg, type DpopKeyInput, type DpopSigner } from '@bound/dpop'
 
 /**
@@ -155,7 +157,7 @@ export function selfSignedTlsClientAuth(): ClientAuth {
  *
  * @example
  * ```ts
- * privateKeyJwt(pem, { alg: 'ES256', kid: 'k1', lifetime: 30, audience: 'token_endpoint', typ: 'JWT' }) // a legacy AS
+ * privateKeyJwt(pem, { alg: 'ES256', kid: 'k1', lifetimeMs: 30_000, audience: 'token_endpoint', typ: 'JWT' }) // a legacy AS
  * ```
  */
 export interface PrivateKeyJwtOptions {
@@ -163,8 +165,8 @@ export interface PrivateKeyJwtOptions {
   alg?: DpopAlg
   /** `kid` header, when the AS needs it to pick the key. */
   kid?: string
-  /** Lifetime of each assertion, in seconds. Default 60. */
-  lifetime?: number
+  /** Lifetime of each assertion, in milliseconds (whole seconds are sent, rounded up). Default 60,000; at most 300,000. */
+  lifetimeMs?: number
   /**
    * `aud` of the assertion: the AS issuer identifier (default, rfc7523bis) or, for legacy ASs, the
    * token endpoint URL.
@@ -173,6 +175,14 @@ export interface PrivateKeyJwtOptions {
   /** `typ` header. Default `'client-authentication+jwt'` (rfc7523bis); some legacy ASs want `'JWT'`. */
   typ?: string
 }
+
+const checkPrivateKeyJwt = optionsChecker('privateKeyJwt', {
+  alg: z.string().optional(),
+  kid: z.string().min(1).optional(),
+  lifetimeMs: durationMs(1_000, 300_000).optional(),
+  audience: z.enum(['issuer', 'token_endpoint']).optional(),
+  typ: z.string().min(1).optional(),
+})
 
 /**
  * `private_key_jwt` (RFC 7523 §2.2, OIDC Core §9): a fresh signed assertion (new `jti`, `iat`,
@@ -184,8 +194,8 @@ export interface PrivateKeyJwtOptions {
  * ```
  */
 export function privateKeyJwt(key: DpopKeyInput | DpopSigner, options: PrivateKeyJwtOptions = {}): ClientAuth {
-  const lifetime = options.lifetime ?? 60
-  if (!Number.isFinite(lifetime) || lifetime <= 0 || lifetime > 300) throw new BoundError('ERR_INVALID_CONFIG', 'privateKeyJwt: lifetime must be between 1 and 300 seconds')
+  checkPrivateKeyJwt(options)
+  const lifetime = Math.ceil((options.lifetimeMs ?? 60_000) / 1000)
   const signer = lazySigner(key, options.alg)
   return {
     method: 'private_key_jwt',

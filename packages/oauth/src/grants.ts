@@ -1,4 +1,6 @@
 import { BoundError, assertResourceIndicator } from '@bound/core'
+import { optionsChecker } from '@bound/core/internal'
+import { z } from 'zod'
 import { toTokenSource, type TokenSource } from './subject-token.js'
 
 /**
@@ -70,6 +72,23 @@ export interface GrantOptions {
   scope?: string
 }
 
+/** A space-separated scope: printable, no control characters. */
+const scopeRule = z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+( [\x21\x23-\x5b\x5d-\x7e]+)*$/, 'must be space-separated scope tokens (RFC 6749 §3.3)').optional()
+const source = z.custom<string | TokenSource>((v) => (typeof v === 'string' && v.length > 0) || typeof v === 'function', 'must be a non-empty string, fromFile(…), fromEnv(…) or a function')
+const COMMON_RULES = { resource: z.string().optional(), scope: scopeRule }
+const checkClientCredentials = optionsChecker('clientCredentials', { ...COMMON_RULES, audience: z.unknown().optional() })
+const checkRefreshToken = optionsChecker('refreshToken', { ...COMMON_RULES, refreshToken: z.unknown().optional() })
+const checkTokenExchange = optionsChecker('tokenExchange', {
+  ...COMMON_RULES,
+  subjectToken: source,
+  subjectTokenType: z.string().min(1).optional(),
+  actorToken: source.optional(),
+  actorTokenType: z.string().min(1).optional(),
+  requestedTokenType: z.string().min(1).optional(),
+  audience: z.string().min(1).optional(),
+})
+const checkJwtBearer = optionsChecker('jwtBearer', { ...COMMON_RULES, assertion: source })
+
 const checkResource = (resource: string | undefined) => {
   if (resource !== undefined) assertResourceIndicator(resource, 'resource')
 }
@@ -120,6 +139,7 @@ function checkAudience(audience: unknown): void {
  * ```
  */
 export function clientCredentials(options: ClientCredentialsOptions = {}): Grant {
+  checkClientCredentials(options)
   checkResource(options.resource)
   checkAudience(options.audience)
   const audience = options.audience
@@ -159,6 +179,7 @@ export interface RefreshTokenGrantOptions extends GrantOptions {
  * ```
  */
 export function refreshToken(options: RefreshTokenGrantOptions): Grant & { readonly initialRefreshToken: string } {
+  checkRefreshToken(options)
   checkResource(options.resource)
   if (typeof options.refreshToken !== 'string' || options.refreshToken.length === 0) throw new BoundError('ERR_INVALID_CONFIG', 'refreshToken() needs a refresh token')
   return {
@@ -238,6 +259,7 @@ export interface TokenExchangeOptions extends GrantOptions {
  * ```
  */
 export function tokenExchange(options: TokenExchangeOptions): Grant {
+  checkTokenExchange(options)
   checkResource(options.resource)
   const subject = toTokenSource(options.subjectToken, 'The subject token')
   const actor = options.actorToken === undefined ? undefined : toTokenSource(options.actorToken, 'The actor token')
@@ -284,6 +306,7 @@ export interface JwtBearerOptions extends GrantOptions {
  * ```
  */
 export function jwtBearer(options: JwtBearerOptions): Grant {
+  checkJwtBearer(options)
   checkResource(options.resource)
   const assertion = toTokenSource(options.assertion, 'The JWT bearer assertion')
   let lastSent: string | undefined

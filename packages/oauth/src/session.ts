@@ -1,6 +1,6 @@
 import { z } from 'zod'
 import { BoundError, assertSecureUrl, publishEvent, systemClock, type Clock, type Emitter } from '@bound/core'
-import { createEmitter } from '@bound/core/internal'
+import { createEmitter, durationMs, optionsChecker } from '@bound/core/internal'
 import { createDpop, generateDpopKey, type Dpop, type DpopKey } from '@bound/dpop'
 import { createTransport, type Interceptor, type ProxySetting, type Transport } from '@bound/http'
 import type { ClientCertificate, ClientCertificatePem, Pem } from '@bound/mtls'
@@ -28,7 +28,7 @@ import type { BoundToken } from './token.js'
  *   grant: clientCredentials({ resource: 'https://api.example.com' }),
  *   dpop: await generateDpopKey(),
  *   refresh: { ahead: 0.3 },
- *   tokenRequestTimeout: 5,
+ *   tokenRequestTimeoutMs: 5_000,
  * }
  * const session = createSession(options)
  * ```
@@ -84,14 +84,14 @@ export interface SessionOptions {
   interceptors?: readonly Interceptor[]
   /** A ready transport from `@bound/http`'s `createTransport` (then `ca`, `clientCertificate`, `proxy` and `interceptors` belong there). */
   transport?: Transport
-  /** Lifetime assumed when the AS sends no `expires_in`, in seconds. Default 300. */
-  defaultLifetime?: number
+  /** Lifetime assumed when the AS sends no `expires_in`, in milliseconds. Default 300,000 (5 minutes). */
+  defaultLifetimeMs?: number
   /** Refresh-ahead schedule. */
   refresh?: RefreshOptions
   /** Back-off after failed token requests. */
   backoff?: BackoffOptions
-  /** Give up on a token request attempt that has not answered within this many seconds. Default 10. */
-  tokenRequestTimeout?: number
+  /** Give up on a request to the AS (discovery, token, revocation) that has not answered within this many milliseconds. Default 10,000. */
+  tokenRequestTimeoutMs?: number
   /**
    * Called with every new refresh token before the access token that came with it is used, so a
    * workload can persist it (GRANT-06). The old one is never sent again.
@@ -120,14 +120,14 @@ export interface SessionOptions {
   }
   /**
    * A posture check: evaluated before every token request (background refreshes included) and,
-   * on use, at most every `postureInterval` seconds. While it says unhealthy, no credentialed
+   * on use, at most every `postureIntervalMs`. While it says unhealthy, no credentialed
    * request and no token request leaves the process (`ERR_POSTURE_UNHEALTHY` with its reason),
    * held tokens are dropped and, with `revokeWhenUnhealthy`, every unexpired token the session
    * obtained is revoked; healthy again, the session resumes by itself.
    */
   posture?: () => Promise<PostureAnswer> | PostureAnswer
-  /** Seconds a posture answer is reused. Default 10. */
-  postureInterval?: number
+  /** Milliseconds a posture answer is reused. Default 10,000. */
+  postureIntervalMs?: number
   /** Revoke (RFC 7009) every unexpired token the session obtained when the posture turns unhealthy. Default false. */
   revokeWhenUnhealthy?: boolean
 }
@@ -301,19 +301,59 @@ export interface Session {
   [Symbol.asyncDispose](): Promise<void>
 }
 
-const optionsSchema = z.object({
+const fn = (what: string) => z.custom<(...args: never[]) => unknown>((v) => typeof v === 'function', `must be ${what}`)
+const object = (message: string, has: (v: Record<string, unknown>) => boolean) => z.custom((v) => typeof v === 'object' && v !== null && has(v as Record<string, unknown>), message)
+const pem = z.union([z.string(), z.instanceof(Buffer)])
+const checkRefresh = optionsChecker('createSession: refresh', {
+  ahead: z.number().gt(0).lt(1).optional(),
+  minAheadMs: durationMs(0, 86_400_000).optional(),
+  jitter: z.number().min(0).max(1).optional(),
+  steadyJitter: z.number().min(0).max(1).optional(),
+  expirySkewMs: durationMs(0, 3_600_000).optional(),
+  background: z.boolean().optional(),
+})
+const checkBackoff = optionsChecker('createSession: backoff', {
+  initialMs: durationMs(1, 3_600_000).optional(),
+  maxMs: durationMs(1, 86_400_000).optional(),
+  maxRetryAfterMs: durationMs(0, 86_400_000).optional(),
+})
+const checkContext = optionsChecker('createSession: context', {
+  workloadId: z.union([z.string().min(1), fn('a string or a function')]).optional(),
+  fingerprint: fn('a function returning a string').optional(),
+})
+const checkTelemetry = optionsChecker('createSession: telemetry', {
+  logger: z.custom((v) => typeof v === 'object' && v !== null, 'must be a logger ({ info, warn, … })').optional(),
+  openTelemetry: z.boolean().optional(),
+})
+const checkSessionOptions = optionsChecker('createSession', {
   issuer: z.string().optional(),
-  tokenEndpoint: z.string().optional(),
-  clientId: z.string().min(1, 'clientId must be a non-empty string'),
-  clientAuth: z.custom<ClientAuth>((v) => typeof v === 'object' && v !== null && typeof (v as ClientAuth).apply === 'function', 'clientAuth must come from clientSecretBasic(), privateKeyJwt(), …').optional(),
-  grant: z.custom<Grant>((v) => typeof v === 'object' && v !== null && typeof (v as Grant).params === 'function', 'grant must come from clientCredentials(), tokenExchange(), …'),
-  dpop: z.custom<DpopKey>((v) => typeof v === 'object' && v !== null && typeof (v as DpopKey).sign === 'function' && typeof (v as DpopKey).jkt === 'string', 'dpop must be a key from generateDpopKey() or importDpopKey()').optional(),
-  trustedIssuers: z.union([z.array(z.string()), z.function()]).optional(),
+  trustedIssuers: z.union([z.array(z.string()), fn('a list of issuers or a predicate')]).optional(),
   maxCachedTokens: z.number().int().positive().optional(),
-  defaultLifetime: z.number().positive().max(86_400).optional(),
+  tokenEndpoint: z.string().optional(),
+  revocationEndpoint: z.string().optional(),
+  clientId: z.string({ error: 'must be a non-empty string' }).min(1, 'must be a non-empty string'),
+  clientAuth: object('must come from clientSecretBasic(), privateKeyJwt(), …', (v) => typeof v.apply === 'function').optional(),
+  grant: object('must come from clientCredentials(), tokenExchange(), …', (v) => typeof v.params === 'function'),
+  dpop: object('must be a key from generateDpopKey() or importDpopKey()', (v) => typeof v.sign === 'function' && typeof v.jkt === 'string').optional(),
+  clientCertificate: z.custom((v) => typeof v === 'object' && v !== null, 'must be { cert, key } PEM or a source from loadClientCertificate()').optional(),
+  ca: z.union([pem, z.array(pem)]).optional(),
+  proxy: z.unknown().optional(),
+  interceptors: z.unknown().optional(),
+  transport: object('must be a transport from createTransport()', (v) => typeof v.request === 'function').optional(),
+  defaultLifetimeMs: durationMs(1_000, 86_400_000).optional(),
+  refresh: z.unknown().optional(),
+  backoff: z.unknown().optional(),
+  tokenRequestTimeoutMs: durationMs(100, 600_000).optional(),
+  onRefreshToken: fn('a function').optional(),
+  acceptBearerDowngrade: z.boolean().optional(),
   maxNonceOrigins: z.number().int().positive().optional(),
-  onRefreshToken: z.function().optional(),
-}).passthrough()
+  clock: object('must be a clock ({ now() })', (v) => typeof v.now === 'function').optional(),
+  telemetry: z.unknown().optional(),
+  context: z.unknown().optional(),
+  posture: fn('a function').optional(),
+  postureIntervalMs: durationMs(0, 86_400_000).optional(),
+  revokeWhenUnhealthy: z.boolean().optional(),
+})
 
 const NO_EXTRA: Readonly<Record<string, string>> = Object.freeze({})
 
@@ -337,11 +377,11 @@ const NO_EXTRA: Readonly<Record<string, string>> = Object.freeze({})
  * ```
  */
 export function createSession(options: SessionOptions): Session {
-  const parsed = optionsSchema.safeParse(options)
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]
-    throw new BoundError('ERR_INVALID_CONFIG', `createSession: ${issue?.path.join('.') || 'options'}: ${issue?.message ?? 'invalid'}`)
-  }
+  checkSessionOptions(options)
+  checkRefresh(options.refresh)
+  checkBackoff(options.backoff)
+  checkContext(options.context)
+  checkTelemetry(options.telemetry)
   if (options.issuer) assertSecureUrl(options.issuer, 'issuer')
   if (options.tokenEndpoint) assertSecureUrl(options.tokenEndpoint, 'token endpoint')
   if (options.revocationEndpoint) assertSecureUrl(options.revocationEndpoint, 'revocation endpoint')
@@ -363,7 +403,7 @@ export function createSession(options: SessionOptions): Session {
   })
   const dpop = options.dpop ? createDpop({ key: options.dpop, clock, ...(options.maxNonceOrigins ? { maxNonceOrigins: options.maxNonceOrigins } : {}) }) : undefined
   const events = createEmitter<SessionEvents>((type, event) => publishEvent(type as string, event))
-  const defaultLifetimeMs = (options.defaultLifetime ?? 300) * 1000
+  const defaultLifetimeMs = options.defaultLifetimeMs ?? 300_000
   const grant = options.grant
   let closed = false
 
@@ -373,7 +413,7 @@ export function createSession(options: SessionOptions): Session {
     clock,
     context: options.context,
     posture: options.posture,
-    postureInterval: options.postureInterval ?? 10,
+    postureIntervalMs: options.postureIntervalMs ?? 10_000,
     onContextChanged(element) {
       // every token of the old context goes before the next request
       events.emit('context.changed', { element, tokensDropped: manager.dropWhere(() => true) })
@@ -399,7 +439,7 @@ export function createSession(options: SessionOptions): Session {
     transport,
     clock,
     events,
-    tokenRequestTimeoutMs: (options.tokenRequestTimeout ?? 10) * 1000,
+    tokenRequestTimeoutMs: options.tokenRequestTimeoutMs ?? 10_000,
     acceptBearerDowngrade: options.acceptBearerDowngrade ?? false,
     onRefreshToken: options.onRefreshToken,
   })

@@ -7,14 +7,14 @@ import type { BoundToken } from './token.js'
  *
  * @example
  * ```ts
- * createSession({ …, refresh: { ahead: 0.5, minAheadSeconds: 30, jitter: 0.5 } }) // refresh at half the lifetime
+ * createSession({ …, refresh: { ahead: 0.5, minAheadMs: 30_000, jitter: 0.5 } }) // refresh at half the lifetime
  * ```
  */
 export interface RefreshOptions {
   /** Share of the lifetime left when a refresh starts. Default 0.25 (refresh at 75 % of the lifetime). */
   ahead?: number
-  /** Refresh at least this many seconds before expiry (capped at half the lifetime). Default 5. */
-  minAheadSeconds?: number
+  /** Refresh at least this many milliseconds before expiry (capped at half the lifetime). Default 5,000. */
+  minAheadMs?: number
   /**
    * How much earlier than the refresh point a token earned on demand (not by a scheduled refresh)
    * may refresh, as a share of that point, drawn at random: a fleet that started together, or
@@ -24,8 +24,8 @@ export interface RefreshOptions {
   jitter?: number
   /** The same for tokens earned by a scheduled refresh (already spread). Default 0.02. */
   steadyJitter?: number
-  /** Stop serving a token this many seconds before its expiry (capped at a quarter of the lifetime). Default 2. */
-  expirySkewSeconds?: number
+  /** Stop serving a token this many milliseconds before its expiry (capped at a quarter of the lifetime). Default 2,000. */
+  expirySkewMs?: number
   /** Refresh held tokens in the background with timers (only tokens used since they were earned). Default true. */
   background?: boolean
 }
@@ -35,16 +35,16 @@ export interface RefreshOptions {
  *
  * @example
  * ```ts
- * createSession({ …, backoff: { initialSeconds: 0.5, maxSeconds: 30, maxRetryAfterSeconds: 300 } })
+ * createSession({ …, backoff: { initialMs: 500, maxMs: 30_000, maxRetryAfterMs: 300_000 } })
  * ```
  */
 export interface BackoffOptions {
-  /** First back-off ceiling, in seconds. Default 1. */
-  initialSeconds?: number
-  /** Largest back-off ceiling, in seconds. Default 60. */
-  maxSeconds?: number
-  /** Longest `Retry-After` honoured, in seconds. Default 3,600. */
-  maxRetryAfterSeconds?: number
+  /** First back-off ceiling, in milliseconds. Default 1,000. */
+  initialMs?: number
+  /** Largest back-off ceiling, in milliseconds. Default 60,000. */
+  maxMs?: number
+  /** Longest `Retry-After` honoured, in milliseconds. Default 3,600,000 (an hour). */
+  maxRetryAfterMs?: number
 }
 
 /**
@@ -213,18 +213,18 @@ export function createTokenManager<P>(options: TokenManagerOptions<P>): TokenMan
   const { clock } = options
   const random = options.random ?? Math.random
   const ahead = options.refresh?.ahead ?? 0.25
-  const minAheadMs = (options.refresh?.minAheadSeconds ?? 5) * 1000
+  const minAheadMs = options.refresh?.minAheadMs ?? 5_000
   const jitter = options.refresh?.jitter ?? 0.9
   const steadyJitter = options.refresh?.steadyJitter ?? 0.02
-  const skewMs = (options.refresh?.expirySkewSeconds ?? 2) * 1000
+  const skewMs = options.refresh?.expirySkewMs ?? 2_000
   const background = options.refresh?.background ?? true
   const maxEntries = options.maxEntries ?? 256
   if (!(ahead > 0 && ahead < 1)) throw new BoundError('ERR_INVALID_CONFIG', 'refresh.ahead must be between 0 and 1 (exclusive)')
   if (!(jitter >= 0 && jitter <= 1) || !(steadyJitter >= 0 && steadyJitter <= 1)) throw new BoundError('ERR_INVALID_CONFIG', 'refresh.jitter must be in [0, 1]')
   if (!Number.isInteger(maxEntries) || maxEntries < 1) throw new BoundError('ERR_INVALID_CONFIG', 'maxEntries must be a positive integer')
-  const initialMs = (options.backoff?.initialSeconds ?? 1) * 1000
-  const maxMs = (options.backoff?.maxSeconds ?? 60) * 1000
-  const maxRetryAfterMs = (options.backoff?.maxRetryAfterSeconds ?? 3600) * 1000
+  const initialMs = options.backoff?.initialMs ?? 1_000
+  const maxMs = options.backoff?.maxMs ?? 60_000
+  const maxRetryAfterMs = options.backoff?.maxRetryAfterMs ?? 3_600_000
   const accept = options.accept ?? (() => true)
   const timers = options.timers ?? globalTimers
   // insertion order is recency order: a touched slot moves to the end, the first one is evicted

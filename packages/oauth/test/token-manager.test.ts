@@ -100,7 +100,7 @@ describe('token manager back-off (GRANT-09)', () => {
     const manager = createTokenManager({
       clock: { now: () => now },
       random: () => 1, // the ceiling of the full-jitter window, so the schedule is exact
-      backoff: { initialSeconds: 1, maxSeconds: 60 },
+      backoff: { initialMs: 1_000, maxMs: 60_000 },
       async earn(cacheKey, _params, { generation }) {
         calls++
         if (fail) throw fail()
@@ -222,7 +222,7 @@ describe('refresh schedule (fake timers)', () => {
     expect(h.earned).toBe(2)
   })
 
-  it('the lead has a floor (minAheadSeconds, at most half the lifetime)', async () => {
+  it('the lead has a floor (minAheadMs, at most half the lifetime)', async () => {
     vi.useFakeTimers({ now: 0 })
     const h = timed(8_000, () => 0) // 25% of 8 s = 2 s < the 4 s floor (min(5 s, 8 s / 2))
     await h.manager.get('k', {})
