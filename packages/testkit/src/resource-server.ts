@@ -1,5 +1,6 @@
-import { createServer, type Server } from 'node:https'
+import { createServer } from 'node:https'
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
 import { decodeJwt, jwtVerify, type JSONWebKeySet, type JWTPayload } from 'jose'
 import * as oauth from 'oauth4webapi'
 import { DEFAULT_SCOPE, DPOP_SIGNING_ALGS } from './authorization-server.js'
@@ -507,7 +508,7 @@ export async function startResourceServer(options: ResourceServerOptions): Promi
           state.clearClaims()
           return sendJson(res, 200, { ok: true })
         case 'reset-counters':
-          state.resetCounters()
+          resetCounters()
           return sendJson(res, 200, { ok: true })
         default:
           return sendJson(res, 404, { error: 'not_found' })
@@ -639,17 +640,37 @@ export async function startResourceServer(options: ResourceServerOptions): Promi
     return handleProtected(req, res, url, fullUrl)
   }
 
-  const server: Server = createServer(
-    { key: pki.server.keyPem, cert: pki.server.certPem, ca: pki.caPem, requestCert: true, rejectUnauthorized: false },
-    (req, res) => {
-      handle(req, res).catch((error: unknown) => {
-        const status = (error as { status?: number }).status ?? 500
-        log(`${status} ${req.method ?? ''} ${req.url ?? ''}: ${message(error)}`)
-        if (!res.headersSent) sendJson(res, status, { error: status === 500 ? 'server_error' : 'invalid_request', error_description: message(error) })
-        else res.destroy()
-      })
-    },
-  )
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    handle(req, res).catch((error: unknown) => {
+      const status = (error as { status?: number }).status ?? 500
+      log(`${status} ${req.method ?? ''} ${req.url ?? ''}: ${message(error)}`)
+      if (!res.headersSent) sendJson(res, status, { error: status === 500 ? 'server_error' : 'invalid_request', error_description: message(error) })
+      else res.destroy()
+    })
+  }
+  const tlsOptions = { key: pki.server.keyPem, cert: pki.server.certPem, ca: pki.caPem, requestCert: true, rejectUnauthorized: false }
+  const server = createServer(tlsOptions, onRequest)
+  // Connections as the server sees them (counted when accepted, before the TLS handshake), so a
+  // test can check a client's pool bound from the outside.
+  const sockets = new Set<Socket>()
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket)
+    const c = state.mutableCounters()
+    c.connections += 1
+    c.openConnections = sockets.size
+    c.maxOpenConnections = Math.max(c.maxOpenConnections, sockets.size)
+    socket.once('close', () => {
+      sockets.delete(socket)
+      state.mutableCounters().openConnections = sockets.size
+    })
+  })
+  /** Resets the counters; the connection counts start again from the connections open now. */
+  const resetCounters = (): void => {
+    state.resetCounters()
+    const c = state.mutableCounters()
+    c.openConnections = sockets.size
+    c.maxOpenConnections = sockets.size
+  }
   const port = await listen(server, 0)
   origin = `https://${LOOPBACK}:${port}`
   resource = options.resource ?? origin
@@ -677,7 +698,7 @@ export async function startResourceServer(options: ResourceServerOptions): Promi
     requireScope: state.requireScope,
     clearScope: state.clearScope,
     counters: state.counters,
-    resetCounters: state.resetCounters,
+    resetCounters,
     seen: state.seen,
     route(pathPrefix, handler) {
       routes.set(pathPrefix, handler)
