@@ -1,4 +1,5 @@
 import { createServer } from 'node:https'
+import { createSecureServer } from 'node:http2'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import { decodeJwt, jwtVerify, type JSONWebKeySet, type JWTPayload } from 'jose'
@@ -68,6 +69,12 @@ export interface ResourceServerOptions {
    * {@link ResourceServerQuirks}; {@link ResourceServer.setQuirks} changes them later.
    */
   quirks?: ResourceServerQuirks
+  /**
+   * Speak HTTP/2 too (ALPN `h2`; HTTP/1.1 clients are still served): default false. Handlers
+   * mounted with {@link ResourceServer.route} then get node:http2's compatibility request and
+   * response on h2 requests (`req.httpVersion` is `'2.0'`).
+   */
+  http2?: boolean
   /** Log rejections to stderr; default false. */
   verbose?: boolean
 }
@@ -327,7 +334,8 @@ export async function startResourceServer(options: ResourceServerOptions): Promi
   const requestUrl = (req: IncomingMessage): string => {
     const target = req.url ?? '/'
     if (!target.startsWith('/')) return target
-    const host = req.headers.host
+    // (HTTP/2 names the host in the :authority pseudo-header instead)
+    const host = req.headers.host ?? (req.headers[':authority'] as string | undefined)
     return `https://${host !== undefined && allowedHosts.has(host) ? host : origin.slice('https://'.length)}${target}`
   }
 
@@ -649,7 +657,11 @@ export async function startResourceServer(options: ResourceServerOptions): Promi
     })
   }
   const tlsOptions = { key: pki.server.keyPem, cert: pki.server.certPem, ca: pki.caPem, requestCert: true, rejectUnauthorized: false }
-  const server = createServer(tlsOptions, onRequest)
+  // (h2 requests get the compatibility API's request and response, which the handlers only use as
+  // far as it matches IncomingMessage and ServerResponse)
+  const server = options.http2
+    ? createSecureServer({ ...tlsOptions, allowHTTP1: true }, onRequest as never)
+    : createServer(tlsOptions, onRequest)
   // Connections as the server sees them (counted when accepted, before the TLS handshake), so a
   // test can check a client's pool bound from the outside.
   const sockets = new Set<Socket>()
@@ -713,7 +725,11 @@ export async function startResourceServer(options: ResourceServerOptions): Promi
     async close() {
       if (closed) return
       closed = true
-      await closeServer(server)
+      if (!options.http2) return closeServer(server as Parameters<typeof closeServer>[0])
+      // an HTTP/2 server has no closeAllConnections(): its sockets are cut here
+      const done = new Promise<void>((resolve) => server.close(() => resolve()))
+      for (const socket of sockets) socket.destroy()
+      await done
     },
   }
 }
