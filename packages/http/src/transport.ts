@@ -36,6 +36,12 @@ export interface TransportOptions {
    */
   maxConnectionsPerOrigin?: number
   /**
+   * Offer HTTP/2 in the TLS handshake (ALPN `h2`, then `http/1.1`): an origin that picks h2
+   * multiplexes requests on its connections; one that does not is spoken to in HTTP/1.1 as
+   * before. Through a proxy, negotiated inside the tunnel with the origin. Default false.
+   */
+  allowH2?: boolean
+  /**
    * The egress proxy: `'env'` (default) follows `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` as undici's
    * `EnvHttpProxyAgent` does, read when the transport is made; `false` ignores them; a URL or
    * `{ url, noProxy }` sets one. https goes through a CONNECT tunnel (the proxy sees the target's
@@ -159,10 +165,13 @@ export function createTransport(options: TransportOptions = {}): Transport {
   const routes = createProxyRoutes(options.proxy)
   const interceptors = options.interceptors ?? []
   if (!Array.isArray(interceptors) || interceptors.some((i) => typeof i !== 'function')) throw new BoundError('ERR_INVALID_CONFIG', 'interceptors must be a list of undici interceptors (functions)')
+  if (options.allowH2 !== undefined && typeof options.allowH2 !== 'boolean') throw new BoundError('ERR_INVALID_CONFIG', 'allowH2 must be a boolean')
+  const allowH2 = options.allowH2 ?? false
   const pool = {
     keepAliveTimeout: options.keepAliveTimeout ?? 4_000,
     maxHeaderSize: options.maxHeaderSize ?? 65_536,
     connections: options.maxConnectionsPerOrigin ?? 64,
+    allowH2,
   }
   const connectTimeout = options.connectTimeout ?? 10_000
 
@@ -175,7 +184,9 @@ export function createTransport(options: TransportOptions = {}): Transport {
       const code = (err as { code?: string }).code
       throw new BoundError(identity ? 'ERR_MTLS_CERTIFICATE_INVALID' : 'ERR_INVALID_CONFIG', `The TLS ${identity ? 'client certificate or key' : 'trust anchors (ca)'} could not be loaded${code ? ` (${code})` : ''}`)
     }
-    const tls = { secureContext, rejectUnauthorized: true, timeout: connectTimeout }
+    // (allowH2 here too: undici's connector offers h2 by ALPN only when its own options say so,
+    // which inside a proxy's tunnel are requestTls)
+    const tls = { secureContext, rejectUnauthorized: true, timeout: connectTimeout, allowH2 }
     const made: Dispatcher[] = []
     const compose = (d: Dispatcher) => {
       made.push(d)
