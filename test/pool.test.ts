@@ -10,6 +10,7 @@ import { createBoundFetch } from '@bound/fetch'
 import { clientCredentials, clientSecretBasic, createSession, type Session, type SessionOptions } from '@bound/oauth'
 import { createTransport, type Transport } from '@bound/http'
 import { generateDpopKey } from '@bound/dpop'
+import { isBoundError } from '@bound/core'
 
 /** The transport's default `maxConnectionsPerOrigin` (packages/http/src/transport.ts). */
 const DEFAULT_MAX_CONNECTIONS = 64
@@ -104,4 +105,18 @@ describe('bounded connections under load (issue 14)', () => {
     expect(rs.maxOpenConnections).toBeLessThanOrEqual(4)
     expect(rs.maxOpenConnections).toBeGreaterThan(1)
   }, 240_000)
+
+  it('NET-03: maxConnectionsPerOrigin is a whole number of at least 1, or Infinity for no bound; anything else is ERR_INVALID_CONFIG naming it', async () => {
+    for (const value of [0, -1, 1.5, NaN, '8']) {
+      let error: unknown
+      try {
+        createTransport({ maxConnectionsPerOrigin: value as never })
+      } catch (e) {
+        error = e
+      }
+      expect(isBoundError(error) && error.code === 'ERR_INVALID_CONFIG').toBe(true)
+      expect((error as Error).message).toMatch(/maxConnectionsPerOrigin/)
+    }
+    for (const value of [1, 256, Infinity]) await createTransport({ maxConnectionsPerOrigin: value }).close()
+  })
 })

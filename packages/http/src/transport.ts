@@ -32,7 +32,7 @@ export interface TransportOptions {
   /**
    * Connections per origin at most; further requests queue for a free one. Default 64: a burst
    * of a thousand first requests makes 64 TLS handshakes, not a thousand at once (which time out
-   * on a busy machine).
+   * on a busy machine). A whole number of at least 1, or `Infinity` for no bound.
    */
   maxConnectionsPerOrigin?: number
   /**
@@ -167,10 +167,15 @@ export function createTransport(options: TransportOptions = {}): Transport {
   if (!Array.isArray(interceptors) || interceptors.some((i) => typeof i !== 'function')) throw new BoundError('ERR_INVALID_CONFIG', 'interceptors must be a list of undici interceptors (functions)')
   if (options.allowH2 !== undefined && typeof options.allowH2 !== 'boolean') throw new BoundError('ERR_INVALID_CONFIG', 'allowH2 must be a boolean')
   const allowH2 = options.allowH2 ?? false
+  const maxConnections = options.maxConnectionsPerOrigin ?? 64
+  // (undici itself would read 0 as "no bound": here that has to be said with Infinity)
+  if (maxConnections !== Infinity && !(Number.isInteger(maxConnections) && maxConnections >= 1)) {
+    throw new BoundError('ERR_INVALID_CONFIG', 'maxConnectionsPerOrigin must be a whole number of at least 1, or Infinity for no bound')
+  }
   const pool = {
     keepAliveTimeout: options.keepAliveTimeout ?? 4_000,
     maxHeaderSize: options.maxHeaderSize ?? 65_536,
-    connections: options.maxConnectionsPerOrigin ?? 64,
+    connections: maxConnections === Infinity ? null : maxConnections,
     allowH2,
   }
   const connectTimeout = options.connectTimeout ?? 10_000
