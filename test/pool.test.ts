@@ -34,7 +34,10 @@ async function burnCpu(): Promise<void> {
   await Promise.all(Array.from({ length: availableParallelism() }, () => new Promise<void>((resolve, reject) => {
     const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'ignore'] })
     burners.add(child)
-    child.once('exit', () => burners.delete(child))
+    child.once('exit', (code, signal) => {
+      burners.delete(child)
+      reject(new Error(`a CPU burner exited before it ran (${String(code ?? signal)})`)) // (no effect once running)
+    })
     child.once('error', reject)
     child.stdout!.once('data', () => resolve())
   })))
