@@ -77,6 +77,12 @@ export interface ResourceServerCounters {
   lastProof?: DecodedProof
   /** Distinct access token `jti`s seen on protected requests. */
   tokensSeen: number
+  /** TCP connections accepted (each a TLS handshake), whatever they carried. */
+  connections: number
+  /** Connections open now. */
+  openConnections: number
+  /** The most connections open at once (since the start or the last reset, which starts from those open then). */
+  maxOpenConnections: number
 }
 
 /**
@@ -184,6 +190,9 @@ function newCounters(): ResourceServerCounters {
     verifierDisagreements: 0,
     byBinding: { dpop: 0, mtls: 0, bearer: 0 },
     tokensSeen: 0,
+    connections: 0,
+    openConnections: 0,
+    maxOpenConnections: 0,
   }
 }
 

@@ -1,11 +1,11 @@
 import type { Server } from 'node:https'
-import type { AddressInfo } from 'node:net'
+import type { AddressInfo, Server as NetServer } from 'node:net'
 
 /** The only address the testkit ever listens on. */
 export const LOOPBACK = '127.0.0.1'
 
 /** Listens on 127.0.0.1 (port 0 = ephemeral) and resolves with the bound port. */
-export function listen(server: Server, port: number): Promise<number> {
+export function listen(server: NetServer, port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const onError = (error: Error): void => {
       server.off('listening', onListening)

@@ -1,5 +1,7 @@
-import { createServer, type Server } from 'node:https'
+import { createServer } from 'node:https'
+import { createSecureServer } from 'node:http2'
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
 import { decodeJwt, jwtVerify, type JSONWebKeySet, type JWTPayload } from 'jose'
 import * as oauth from 'oauth4webapi'
 import { DEFAULT_SCOPE, DPOP_SIGNING_ALGS } from './authorization-server.js'
@@ -67,6 +69,12 @@ export interface ResourceServerOptions {
    * {@link ResourceServerQuirks}; {@link ResourceServer.setQuirks} changes them later.
    */
   quirks?: ResourceServerQuirks
+  /**
+   * Speak HTTP/2 too (ALPN `h2`; HTTP/1.1 clients are still served): default false. Handlers
+   * mounted with {@link ResourceServer.route} then get node:http2's compatibility request and
+   * response on h2 requests (`req.httpVersion` is `'2.0'`).
+   */
+  http2?: boolean
   /** Log rejections to stderr; default false. */
   verbose?: boolean
 }
@@ -328,7 +336,8 @@ export async function startResourceServer(options: ResourceServerOptions): Promi
   const requestUrl = (req: IncomingMessage): string => {
     const target = req.url ?? '/'
     if (!target.startsWith('/')) return target
-    const host = req.headers.host
+    // (HTTP/2 names the host in the :authority pseudo-header instead)
+    const host = req.headers.host ?? (req.headers[':authority'] as string | undefined)
     return `https://${host !== undefined && allowedHosts.has(host) ? host : origin.slice('https://'.length)}${target}`
   }
 
@@ -509,7 +518,7 @@ export async function startResourceServer(options: ResourceServerOptions): Promi
           state.clearClaims()
           return sendJson(res, 200, { ok: true })
         case 'reset-counters':
-          state.resetCounters()
+          resetCounters()
           return sendJson(res, 200, { ok: true })
         default:
           return sendJson(res, 404, { error: 'not_found' })
@@ -641,17 +650,41 @@ export async function startResourceServer(options: ResourceServerOptions): Promi
     return handleProtected(req, res, url, fullUrl)
   }
 
-  const server: Server = createServer(
-    { key: pki.server.keyPem, cert: pki.server.certPem, ca: pki.caPem, requestCert: true, rejectUnauthorized: false },
-    (req, res) => {
-      handle(req, res).catch((error: unknown) => {
-        const status = (error as { status?: number }).status ?? 500
-        log(`${status} ${req.method ?? ''} ${req.url ?? ''}: ${message(error)}`)
-        if (!res.headersSent) sendJson(res, status, { error: status === 500 ? 'server_error' : 'invalid_request', error_description: message(error) })
-        else res.destroy()
-      })
-    },
-  )
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    handle(req, res).catch((error: unknown) => {
+      const status = (error as { status?: number }).status ?? 500
+      log(`${status} ${req.method ?? ''} ${req.url ?? ''}: ${message(error)}`)
+      if (!res.headersSent) sendJson(res, status, { error: status === 500 ? 'server_error' : 'invalid_request', error_description: message(error) })
+      else res.destroy()
+    })
+  }
+  const tlsOptions = { key: pki.server.keyPem, cert: pki.server.certPem, ca: pki.caPem, requestCert: true, rejectUnauthorized: false }
+  // (h2 requests get the compatibility API's request and response, which the handlers only use as
+  // far as it matches IncomingMessage and ServerResponse)
+  const server = options.http2
+    ? createSecureServer({ ...tlsOptions, allowHTTP1: true }, onRequest as never)
+    : createServer(tlsOptions, onRequest)
+  // Connections as the server sees them (counted when accepted, before the TLS handshake), so a
+  // test can check a client's pool bound from the outside.
+  const sockets = new Set<Socket>()
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket)
+    const c = state.mutableCounters()
+    c.connections += 1
+    c.openConnections = sockets.size
+    c.maxOpenConnections = Math.max(c.maxOpenConnections, sockets.size)
+    socket.once('close', () => {
+      sockets.delete(socket)
+      state.mutableCounters().openConnections = sockets.size
+    })
+  })
+  /** Resets the counters; the connection counts start again from the connections open now. */
+  const resetCounters = (): void => {
+    state.resetCounters()
+    const c = state.mutableCounters()
+    c.openConnections = sockets.size
+    c.maxOpenConnections = sockets.size
+  }
   const port = await listen(server, 0)
   origin = `https://${LOOPBACK}:${port}`
   resource = options.resource ?? origin
@@ -679,7 +712,7 @@ export async function startResourceServer(options: ResourceServerOptions): Promi
     requireScope: state.requireScope,
     clearScope: state.clearScope,
     counters: state.counters,
-    resetCounters: state.resetCounters,
+    resetCounters,
     seen: state.seen,
     route(pathPrefix, handler) {
       routes.set(pathPrefix, handler)
@@ -694,7 +727,11 @@ export async function startResourceServer(options: ResourceServerOptions): Promi
     async close() {
       if (closed) return
       closed = true
-      await closeServer(server)
+      if (!options.http2) return closeServer(server as Parameters<typeof closeServer>[0])
+      // an HTTP/2 server has no closeAllConnections(): its sockets are cut here
+      const done = new Promise<void>((resolve) => server.close(() => resolve()))
+      for (const socket of sockets) socket.destroy()
+      await done
     },
   }
 }

@@ -40,6 +40,8 @@ export interface TestkitOptions {
   asQuirks?: AuthorizationServerQuirks
   /** Vendor quirks of the resource server (e.g. `{ errorlessChallenges: true }`); default none. */
   rsQuirks?: ResourceServerQuirks
+  /** The resource server speaks HTTP/2 as well as HTTP/1.1 (ALPN); default false (HTTP/1.1 only). */
+  rsHttp2?: boolean
 }
 
 /**
@@ -125,6 +127,7 @@ export async function startTestkit(options: TestkitOptions = {}): Promise<Testki
       acceptPreviousNonce: options.rsAcceptsPreviousNonce ?? false,
       allowUnboundBearer: options.allowUnboundBearer ?? false,
       ...(options.rsQuirks === undefined ? {} : { quirks: options.rsQuirks }),
+      ...(options.rsHttp2 === undefined ? {} : { http2: options.rsHttp2 }),
       verbose,
     })
     as.addResource({ resource: rs.resource, scope: DEFAULT_SCOPE })
