@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process'
 import { createHash, randomUUID } from 'node:crypto'
-import { existsSync } from 'node:fs'
+import { existsSync, realpathSync } from 'node:fs'
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { request } from 'node:https'
 import { createServer, type Socket } from 'node:net'
@@ -31,6 +31,19 @@ function bound(args: string[], options: { env?: Record<string, string>; stdin?: 
     child.on('error', reject)
     child.on('close', (code) => resolve({ code, stdout, stderr }))
     child.stdin.end(options.stdin ?? '')
+  })
+}
+
+/** Runs any command (npm, npx) in `cwd`; killed after 30 s. */
+function spawnIn(command: string, args: string[], cwd: string, env: Record<string, string> = {}): Promise<Result> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
+    child.on('error', reject)
+    child.on('close', (code) => resolve({ code, stdout, stderr }))
   })
 }
 
@@ -361,6 +374,32 @@ describe('--timeout', () => {
       for (const s of sockets) s.destroy()
       await new Promise((resolve) => server.close(resolve))
     }
+  })
+})
+
+describe('bound from the checkout (issue 15)', () => {
+  const root = fileURLToPath(new URL('../../../', import.meta.url))
+
+  it('npm links the bin at install time: its file is committed (npm skips a bin whose file is missing, and `npm ci` runs before the build)', async () => {
+    const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as { bin: Record<string, string>; files: string[] }
+    const bin = pkg.bin.bound!
+    expect(bin).not.toMatch(/^(\.\/)?dist\//)
+    const file = fileURLToPath(new URL(`../${bin}`, import.meta.url))
+    expect((await readFile(file, 'utf8')).startsWith('#!/usr/bin/env node\n')).toBe(true)
+    expect((await stat(file)).mode & 0o111).not.toBe(0)
+    expect(pkg.files).toContain(bin.replace(/^\.\//, '').split('/')[0])
+    expect(realpathSync(join(root, 'node_modules', '.bin', 'bound')), 'node_modules/.bin/bound (run npm ci or npm install after pulling this change)').toBe(file)
+  })
+
+  it('`npm exec bound` and `npx bound` from the repository root run this checkout\'s bound (offline: never the registry)', async () => {
+    const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+    const env = { npm_config_update_notifier: 'false', npm_config_fund: 'false', npm_config_audit: 'false' }
+    const [viaExec, viaNpx] = await Promise.all([
+      spawnIn('npm', ['exec', '--offline', 'bound', '--', '--version'], root, env),
+      spawnIn('npx', ['--no-install', 'bound', '--version'], root, env),
+    ])
+    expect(viaExec, viaExec.stderr).toMatchObject({ code: 0, stdout: `${pkg.version}\n` })
+    expect(viaNpx, viaNpx.stderr).toMatchObject({ code: 0, stdout: `${pkg.version}\n` })
   })
 })
 
