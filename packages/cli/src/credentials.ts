@@ -16,6 +16,7 @@ import {
   type ClientAuth,
   type Grant,
   type Session,
+  type TokenSource,
 } from '@bound/oauth'
 import { parseSeconds } from './args.js'
 import { usage } from './errors.js'
@@ -116,7 +117,7 @@ async function readKey(ctx: Context, path: string, flag: string): Promise<DpopKe
   } catch {
     // fall through
   }
-  throw new BoundError('ERR_DPOP_KEY_INVALID', `${flag} ${path}: the file is neither a JWK (JSON object) nor PEM`)
+  throw new BoundError('ERR_DPOP_KEY_INVALID', `${flag} ${path}: ${path === '-' ? 'standard input' : 'the file'} is neither a JWK (JSON object) nor PEM`)
 }
 
 /** Re-throws a key error with the flag and file it came from in its message (same code). */
@@ -222,7 +223,17 @@ export async function buildSession(ctx: Context, v: CredentialValues, options: {
 
   // The grant.
   if (v['subject-token-file'] !== undefined && v['subject-token-env'] !== undefined) throw usage('give --subject-token-file or --subject-token-env, not both')
-  const subjectToken = v['subject-token-file'] !== undefined ? fromFile(ctx.path(v['subject-token-file'])) : v['subject-token-env'] !== undefined ? fromEnv(v['subject-token-env'], ctx.env as NodeJS.ProcessEnv) : undefined
+  let subjectToken: TokenSource | undefined
+  if (v['subject-token-file'] === '-') {
+    // read once, now (a file is read on every use, so a rotated projected token is picked up)
+    const text = (await ctx.readFile('-', '--subject-token-file')).toString('utf8').trim()
+    if (text.length >= 4) ctx.secrets.add(text)
+    subjectToken = () => text
+  } else if (v['subject-token-file'] !== undefined) {
+    subjectToken = fromFile(ctx.path(v['subject-token-file']))
+  } else if (v['subject-token-env'] !== undefined) {
+    subjectToken = fromEnv(v['subject-token-env'], ctx.env as NodeJS.ProcessEnv)
+  }
   if (subjectToken === undefined && v['subject-token-type'] !== undefined) throw usage('--subject-token-type needs --subject-token-file or --subject-token-env')
   const grantOptions = { ...(v.resource !== undefined ? { resource: v.resource } : {}), ...(v.scope !== undefined ? { scope: v.scope } : {}) }
   let grant: Grant

@@ -27,7 +27,9 @@ What to ask for:
   --subject-token-env NAME   token exchange with the subject token in the variable NAME
   --subject-token-type TYPE  jwt (default) | id_token | access_token | a token type URN
 
-  --timeout SECONDS          give up after this long (default 30)`
+  --timeout SECONDS          give up after this long (default 30)
+
+A FILE may be - for standard input (one option per command: --cert - --key - is refused).`
 
 /** Help texts, by command. */
 export const HELP: Record<string, string> = {
@@ -53,12 +55,13 @@ Errors are printed on stderr as "bound: <CODE>: <message>".
 
 Makes a DPoP key and writes it as a private JWK (with alg and kid = jkt) to FILE with mode 0600,
 then prints its RFC 7638 thumbprint (jkt). An existing file is never overwritten without --force.
+With --out -, the private JWK itself is printed on stdout instead (and nothing else).
 
 Options:
   --alg ALG       ES256 (default) | ES384 | EdDSA | PS256 | RS256 (RSA: 2048 bits)
-  -o, --out FILE  where to write the key (default dpop-key.jwk)
+  -o, --out FILE  where to write the key (default dpop-key.jwk; - for stdout)
   -f, --force     replace an existing file
-  --json          print {"jkt","alg","file"}
+  --json          print {"jkt","alg","file"} (not with --out -)
 
 Example:
   bound keygen --out ci-dpop.jwk
@@ -66,7 +69,7 @@ Example:
   thumbprint: `Usage: bound thumbprint <cert> [--json]
 
 Prints the RFC 8705 x5t#S256 of a certificate (PEM or DER; for a PEM chain, the first one), and
-its SPIFFE ID (URI SAN spiffe://…), subject and expiry.
+its SPIFFE ID (URI SAN spiffe://…), subject and expiry. <cert> may be - for standard input.
 
 Options:
   --json   print {"x5t#S256","spiffeId","subject","issuer","notBefore","notAfter","expired"}

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process'
 import { createHash, randomUUID } from 'node:crypto'
 import { existsSync, realpathSync } from 'node:fs'
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { request } from 'node:https'
 import { createServer, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -374,6 +374,75 @@ describe('--timeout', () => {
       for (const s of sockets) s.destroy()
       await new Promise((resolve) => server.close(resolve))
     }
+  })
+})
+
+describe('- for standard input and output (issue 15)', () => {
+  it('keygen --out - prints the private JWK (nothing written); fetch --dpop-key - reads it back from stdin', async () => {
+    const before = await readdir(dir)
+    const r = await bound(['keygen', '--out', '-', '--alg', 'ES384'])
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    expect(await readdir(dir)).toEqual(before)
+    expect(existsSync(join(dir, '-'))).toBe(false)
+    const jwk = JSON.parse(r.stdout) as JWK
+    expect(jwk).toMatchObject({ kty: 'EC', crv: 'P-384', alg: 'ES384', use: 'sig' })
+    expect(typeof jwk.d).toBe('string')
+    expect(jwk.kid).toBe(await calculateJwkThumbprint({ kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y }, 'sha256'))
+
+    const f = await bound(['fetch', `${kit.api}/orders`, ...secretBasic, '--dpop-key', '-'], { env: secretEnv(), stdin: r.stdout })
+    expect(f.stderr).toBe('')
+    expect(f.code).toBe(0)
+    expect(JSON.parse(f.stdout)).toMatchObject({ binding: 'dpop', jkt: jwk.kid })
+  })
+
+  it('keygen --out - with --json is a usage error', async () => {
+    const r = await bound(['keygen', '--out', '-', '--json'])
+    expect(r).toMatchObject({ code: 2, stdout: '' })
+    expect(r.stderr).toMatch(/^bound: ERR_USAGE: --json does not go with --out -/)
+  })
+
+  it('thumbprint - reads the certificate from stdin', async () => {
+    const w = kit.pki.workload
+    const r = await bound(['thumbprint', '-', '--json'], { stdin: w.certPem })
+    expect(r.code).toBe(0)
+    expect(JSON.parse(r.stdout)).toMatchObject({ 'x5t#S256': w.x5tS256, spiffeId: w.spiffeId })
+    const garbage = await bound(['thumbprint', '-'], { stdin: 'not a certificate' })
+    expect(garbage.code).toBe(1)
+    expect(garbage.stderr).toMatch(/^bound: ERR_MTLS_CERTIFICATE_INVALID: standard input holds no readable X\.509 certificate/)
+  })
+
+  it('token: --cert -, --ca - and --subject-token-file - read stdin', async () => {
+    const w = kit.pki.workload
+    const c = kit.clients.tlsClientAuth
+    const cert = await bound(['token', '--issuer', kit.issuer, '--ca', caFile, '--client-id', c.clientId, '--cert', '-', '--key', w.keyFile, '--json'], { stdin: w.certPem })
+    expect(cert.stderr).toBe('')
+    expect(cert.code).toBe(0)
+    expect(JSON.parse(cert.stdout)).toMatchObject({ token_type: 'Bearer', x5t: w.x5tS256 })
+
+    const ca = await bound(['token', '--issuer', kit.issuer, '--ca', '-', '--client-id', kit.clients.secretBasic.clientId, '--client-secret-env', 'BOUND_TEST_SECRET'], { env: secretEnv(), stdin: kit.ca })
+    expect(ca.stderr).toBe('')
+    expect(ca.code).toBe(0)
+
+    const subject = await kit.workloadIdentity.mintToken({ sub: 'system:serviceaccount:ci:stdin' })
+    const exchanged = await bound(['token', ...secretBasic, '--subject-token-file', '-', '--resource', kit.resource, '--json'], { env: secretEnv(), stdin: `${subject}\n` })
+    expect(exchanged.stderr).toBe('')
+    expect(exchanged.code).toBe(0)
+    const t = JSON.parse(exchanged.stdout) as { access_token: string }
+    expect(JSON.parse(Buffer.from(t.access_token.split('.')[1]!, 'base64url').toString('utf8'))).toMatchObject({ sub: 'system:serviceaccount:ci:stdin' })
+  })
+
+  it('only one option may read stdin: a second - is a usage error, before anything is sent', async () => {
+    kit.as.resetCounters()
+    const w = kit.pki.workload
+    const r = await bound(['token', '--issuer', kit.issuer, '--ca', caFile, '--client-id', kit.clients.tlsClientAuth.clientId, '--cert', '-', '--key', '-'], { stdin: w.certPem + w.keyPem })
+    expect(r).toMatchObject({ code: 2, stdout: '' })
+    expect(r.stderr).toMatch(/^bound: ERR_USAGE: --key -: standard input is already read for --cert/)
+    expect(r.stderr).not.toContain('PRIVATE KEY')
+    const f = await bound(['fetch', `${kit.api}/orders`, ...secretBasic, '--data-file', '-', '--dpop-key', '-'], { env: secretEnv(), stdin: 'x=1' })
+    expect(f.code).toBe(2)
+    expect(f.stderr).toMatch(/^bound: ERR_USAGE: --dpop-key -: standard input is already read for --data-file/)
+    expect(kit.as.counters().tokenRequests).toBe(0)
   })
 })
 

@@ -26,12 +26,6 @@ function parseHeaders(lines: readonly string[]): Headers {
   return headers
 }
 
-async function readAll(source: AsyncIterable<Uint8Array | string>): Promise<Buffer> {
-  const chunks: Buffer[] = []
-  for await (const chunk of source) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.from(chunk))
-  return Buffer.concat(chunks)
-}
-
 /** `METHOD origin/path`, without query or fragment (they may carry secrets of their own). */
 const shown = (method: string, url: URL) => `${method} ${url.origin}${url.pathname}`
 
@@ -70,7 +64,7 @@ export async function fetchCommand(args: readonly string[], ctx: Context): Promi
   if (!TOKEN.test(method)) throw usage(`-X: ${JSON.stringify(method.slice(0, 20))} is not an HTTP method`)
   let body: string | Buffer | undefined
   if (values.data !== undefined) body = values.data
-  else if (values['data-file'] !== undefined) body = values['data-file'] === '-' ? await readAll(ctx.stdin()) : await ctx.readFile(values['data-file'], '--data-file')
+  else if (values['data-file'] !== undefined) body = await ctx.readFile(values['data-file'], '--data-file')
   if (body !== undefined && (method.toUpperCase() === 'GET' || method.toUpperCase() === 'HEAD')) throw usage(`a ${method.toUpperCase()} request has no body (use -X POST, PUT…)`)
   // like curl -d
   if (body !== undefined && !headers.has('content-type')) headers.set('content-type', 'application/x-www-form-urlencoded')

@@ -10,7 +10,7 @@ const FIRST_PEM = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/
 /** `bound thumbprint <cert>`: the RFC 8705 `x5t#S256` of a certificate (the first of a PEM chain), its SPIFFE ID, subject and validity. */
 export async function thumbprint(args: readonly string[], ctx: Context): Promise<number> {
   const { values, positionals } = parseCommand('thumbprint', args, { json: { type: 'boolean' } })
-  if (positionals.length !== 1) throw usage('thumbprint takes exactly one argument: the certificate file (PEM or DER)')
+  if (positionals.length !== 1) throw usage('thumbprint takes exactly one argument: the certificate file (PEM or DER), or - for standard input')
   const path = positionals[0]!
   const bytes = await ctx.readFile(path, 'certificate')
   const pem = bytes.toString('latin1').match(FIRST_PEM)?.[0]
@@ -18,7 +18,7 @@ export async function thumbprint(args: readonly string[], ctx: Context): Promise
   try {
     cert = new X509Certificate(pem ?? bytes)
   } catch {
-    throw new BoundError('ERR_MTLS_CERTIFICATE_INVALID', `${path} holds no readable X.509 certificate (PEM or DER)`)
+    throw new BoundError('ERR_MTLS_CERTIFICATE_INVALID', `${path === '-' ? 'standard input' : path} holds no readable X.509 certificate (PEM or DER)`)
   }
   const notBefore = new Date(cert.validFrom)
   const notAfter = new Date(cert.validTo)
