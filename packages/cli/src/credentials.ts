@@ -108,7 +108,7 @@ const checkUrl = (value: string, flag: string): URL => {
 }
 
 /** Reads a key file: a JWK (JSON) or PEM. */
-async function readKey(ctx: Context, path: string, flag: string): Promise<DpopKeyInput> {
+export async function readKey(ctx: Context, path: string, flag: string): Promise<DpopKeyInput> {
   const text = (await ctx.readFile(path, flag)).toString('utf8')
   if (!text.trimStart().startsWith('{')) return text
   try {
@@ -121,7 +121,7 @@ async function readKey(ctx: Context, path: string, flag: string): Promise<DpopKe
 }
 
 /** Re-throws a key error with the flag and file it came from in its message (same code). */
-const keyError = (err: unknown, flag: string, path: string): never => {
+export const keyError = (err: unknown, flag: string, path: string): never => {
   if (err instanceof BoundError && !err.message.startsWith(flag)) throw new BoundError(err.code, `${flag} ${path}: ${err.message}`)
   throw err
 }

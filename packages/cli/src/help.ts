@@ -42,6 +42,7 @@ Commands:
   thumbprint   print a certificate's x5t#S256, SPIFFE ID, subject and expiry
   token        earn an access token and print it
   fetch        send one bound request and print the response body
+  proof        print one DPoP proof for a request (for curl and other clients)
 
 Options:
   -h, --help     help (also: bound <command> --help)
@@ -92,6 +93,25 @@ Output:
 Example:
   CLIENT_SECRET=… bound token --issuer https://as.example.com --client-id ci \\
     --client-secret-env CLIENT_SECRET --dpop-key dpop-key.jwk --resource https://api.example.com
+`,
+  proof: `Usage: bound proof <METHOD> <URL> --dpop-key FILE [--token TOKEN | --token-env NAME] [--nonce N]
+
+Prints one DPoP proof (RFC 9449) for METHOD URL, signed with the key in FILE, for a client that
+cannot make its own (curl). htu is URL without query or fragment. With an access token, the proof
+carries its ath (the token itself is not printed); with --nonce, the server's DPoP-Nonce.
+
+Options:
+  --dpop-key FILE     the DPoP key: a private JWK from bound keygen, or PEM (- for stdin)
+  --token TOKEN       the access token the proof goes with (- for stdin; argv is visible in ps)
+  --token-env NAME    the access token from the environment variable NAME
+  --nonce NONCE       the server's DPoP-Nonce (after a use_dpop_nonce challenge)
+
+Example:
+  TOKEN=$(bound token --issuer https://as.example.com --client-id ci \\
+    --client-secret-env CLIENT_SECRET --dpop-key dpop-key.jwk) && export TOKEN
+  curl -H "Authorization: DPoP $TOKEN" \\
+    -H "DPoP: $(bound proof GET https://api.example.com/orders --dpop-key dpop-key.jwk --token-env TOKEN)" \\
+    https://api.example.com/orders
 `,
   fetch: `Usage: bound fetch <url> --client-id ID [options]
 

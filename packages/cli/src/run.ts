@@ -12,6 +12,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   thumbprint: async () => (await import('./commands/thumbprint.js')).thumbprint,
   token: async () => (await import('./commands/token.js')).token,
   fetch: async () => (await import('./commands/fetch.js')).fetchCommand,
+  proof: async () => (await import('./commands/proof.js')).proof,
 }
 
 /**

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { SignJWT, calculateJwkThumbprint, importJWK, type JWK } from 'jose'
+import { EmbeddedJWK, SignJWT, calculateJwkThumbprint, importJWK, jwtVerify, type JWK } from 'jose'
 import { startTestkit, type Testkit } from '@bound/testkit'
 import { run } from '../src/index.js'
 
@@ -377,6 +377,79 @@ describe('--timeout', () => {
   })
 })
 
+describe('bound proof (issue 15)', () => {
+  const keyFile = () => join(dir, 'proof.jwk')
+  beforeAll(async () => {
+    expect((await bound(['keygen', '--out', keyFile()])).code).toBe(0)
+  })
+
+  it('prints one DPoP proof signed with --dpop-key: typ dpop+jwt, the key in jwk, htm, htu without query, iat, jti; ath with --token, nonce with --nonce', async () => {
+    const jwk = JSON.parse(await readFile(keyFile(), 'utf8')) as JWK
+    const token = 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl'
+    const r = await bound(['proof', 'POST', `${kit.api}/orders/7?page=2#top`, '--dpop-key', keyFile(), '--token', token, '--nonce', 'n-0S6_WzA2Mj'])
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    expect(r.stdout).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+\n$/)
+    const { payload, protectedHeader } = await jwtVerify(r.stdout.trim(), EmbeddedJWK, { typ: 'dpop+jwt', algorithms: ['ES256'] })
+    expect(protectedHeader.jwk).not.toHaveProperty('d')
+    expect(await calculateJwkThumbprint(protectedHeader.jwk!, 'sha256')).toBe(jwk.kid)
+    expect(payload).toMatchObject({ htm: 'POST', htu: `${kit.api}/orders/7`, ath: createHash('sha256').update(token).digest('base64url'), nonce: 'n-0S6_WzA2Mj' })
+    expect(typeof payload.jti).toBe('string')
+    expect((payload.jti as string).length).toBeGreaterThanOrEqual(16)
+    expect(Math.abs(payload.iat! - Date.now() / 1000)).toBeLessThan(30)
+
+    const plain = await bound(['proof', 'GET', `${kit.api}/orders`, '--dpop-key', keyFile()])
+    expect(plain.code).toBe(0)
+    const p = await jwtVerify(plain.stdout.trim(), EmbeddedJWK, { typ: 'dpop+jwt' })
+    expect(p.payload).toMatchObject({ htm: 'GET', htu: `${kit.api}/orders` })
+    expect(p.payload).not.toHaveProperty('ath')
+    expect(p.payload).not.toHaveProperty('nonce')
+  })
+
+  it('the curl recipe: a token from bound token, proofs from bound proof (--token - and --token-env), the RS nonce answered with --nonce → 200', async () => {
+    const t = JSON.parse((await bound(['token', ...secretBasic, '--dpop-key', keyFile(), '--json'], { env: secretEnv() })).stdout) as { access_token: string }
+    const url = `${kit.api}/orders`
+    const first = await bound(['proof', 'GET', url, '--dpop-key', keyFile(), '--token', '-'], { stdin: `${t.access_token}\n` })
+    expect(first.code).toBe(0)
+    // (the testkit RS demands nonces: the first proof has none)
+    const challenged = await httpsGet(url, { authorization: `DPoP ${t.access_token}`, dpop: first.stdout.trim() })
+    expect(challenged.status).toBe(401)
+    const nonce = challenged.headers['dpop-nonce']
+    expect(typeof nonce).toBe('string')
+    const retry = await bound(['proof', 'GET', url, '--dpop-key', keyFile(), '--token-env', 'ACCESS_TOKEN', '--nonce', nonce as string], { env: { ACCESS_TOKEN: t.access_token } })
+    expect(retry.code).toBe(0)
+    const res = await httpsGet(url, { authorization: `DPoP ${t.access_token}`, dpop: retry.stdout.trim() })
+    expect(res.status).toBe(200)
+    expect(JSON.parse(res.body)).toMatchObject({ binding: 'dpop', jkt: (JSON.parse(await readFile(keyFile(), 'utf8')) as JWK).kid })
+  })
+
+  it('usage errors (exit 2), and the token is never echoed', async () => {
+    const secret = 'Sup3r.S3cret-access-token'
+    const cases = [
+      ['proof', 'GET', `${kit.api}/x`],
+      ['proof', 'GET', `${kit.api}/x`, '--dpop-key', keyFile(), '--nonce', 'has space'],
+      ['proof', 'GET', `${kit.api}/x`, '--dpop-key', keyFile(), '--token', secret, '--token-env', 'X'],
+      ['proof', 'GET', `${kit.api}/x`, secret, '--dpop-key', keyFile()],
+      ['proof', 'GET', 'http://api.example.com/x', '--dpop-key', keyFile(), '--token', secret],
+      ['proof', 'G ET', `${kit.api}/x`, '--dpop-key', keyFile()],
+      ['proof', 'GET', `${kit.api}/x`, '--dpop-key', keyFile(), '--tokn', secret],
+      ['proof', 'GET', `${kit.api}/x`, '--dpop-key', keyFile(), `--token=${secret} with space`],
+    ]
+    const results = await Promise.all(cases.map((args) => bound(args)))
+    results.forEach((r, i) => {
+      expect(r.code, cases[i]!.join(' ')).toBe(2)
+      expect(r.stdout).toBe('')
+      expect(r.stderr).toMatch(/^bound: ERR_USAGE: /)
+      expect(r.stderr).not.toContain(secret)
+    })
+    expect(results[0]!.stderr).toMatch(/--dpop-key FILE is required/)
+    expect(results[1]!.stderr).toMatch(/--nonce is not a valid DPoP nonce/)
+    const missing = await bound(['proof', 'GET', `${kit.api}/x`, '--dpop-key', 'nope.jwk'])
+    expect(missing.code).toBe(1)
+    expect(missing.stderr).toMatch(/^bound: ERR_FILE: /)
+  })
+})
+
 describe('- for standard input and output (issue 15)', () => {
   it('keygen --out - prints the private JWK (nothing written); fetch --dpop-key - reads it back from stdin', async () => {
     const before = await readdir(dir)
@@ -478,7 +551,7 @@ describe('bound itself', () => {
     expect(await bound(['--version'])).toMatchObject({ code: 0, stdout: `${pkg.version}\n` })
     const help = await bound(['--help'])
     expect(help.code).toBe(0)
-    for (const c of ['keygen', 'thumbprint', 'token', 'fetch']) expect(help.stdout).toContain(c)
+    for (const c of ['keygen', 'thumbprint', 'token', 'fetch', 'proof']) expect(help.stdout).toContain(c)
     const fetchHelp = await bound(['fetch', '--help'])
     expect(fetchHelp.code).toBe(0)
     expect(fetchHelp.stdout).toMatch(/^Usage: bound fetch <url>/)
