@@ -49,7 +49,7 @@ Options:
   -v, --version  the version
 
 Exit codes: 0 ok, 1 runtime error (network, TLS, token endpoint, key, file),
-2 usage error, 22 HTTP status >= 400 (fetch).
+2 usage error, 3 certificate expired or not yet valid (thumbprint), 22 HTTP status >= 400 (fetch).
 Errors are printed on stderr as "bound: <CODE>: <message>".
 `,
   keygen: `Usage: bound keygen [--alg ALG] [--out FILE] [--force] [--json]
@@ -67,13 +67,18 @@ Options:
 Example:
   bound keygen --out ci-dpop.jwk
 `,
-  thumbprint: `Usage: bound thumbprint <cert> [--json]
+  thumbprint: `Usage: bound thumbprint <cert> [--json] [--allow-expired]
 
 Prints the RFC 8705 x5t#S256 of a certificate (PEM or DER; for a PEM chain, the first one), and
 its SPIFFE ID (URI SAN spiffe://…), subject and expiry. <cert> may be - for standard input.
 
+Exit code 3 when the certificate is expired or not yet valid (after printing the details, with
+ERR_MTLS_CERTIFICATE_EXPIRED on stderr).
+
 Options:
-  --json   print {"x5t#S256","spiffeId","subject","issuer","notBefore","notAfter","expired"}
+  --json            print {"x5t#S256","spiffeId","subject","issuer","notBefore","notAfter",
+                    "expired","notYetValid"}
+  --allow-expired   exit 0 for an expired or not yet valid certificate too
 
 Example:
   bound thumbprint /run/svid/cert.pem

@@ -135,7 +135,7 @@ describe('bound thumbprint', () => {
     const json = await bound(['thumbprint', w.certFile, '--json'])
     expect(json.code).toBe(0)
     const info = JSON.parse(json.stdout) as Record<string, unknown>
-    expect(info).toMatchObject({ 'x5t#S256': w.x5tS256, spiffeId: w.spiffeId, expired: false })
+    expect(info).toMatchObject({ 'x5t#S256': w.x5tS256, spiffeId: w.spiffeId, expired: false, notYetValid: false })
     expect(info.subject).toMatch(/CN=orders-worker/)
     expect(Date.parse(info.notAfter as string)).toBeGreaterThan(Date.now())
 
@@ -144,6 +144,36 @@ describe('bound thumbprint', () => {
     expect(plain.stdout).toContain(`x5t#S256   ${w.x5tS256}\n`)
     expect(plain.stdout).toContain(`spiffe-id  ${w.spiffeId}\n`)
     expect(plain.stdout).toMatch(/^not-after {2}\d{4}-\d\d-\d\dT/m)
+  })
+
+  it('an expired certificate: its details on stdout, ERR_MTLS_CERTIFICATE_EXPIRED on stderr, exit 3; --allow-expired exits 0 (issue 15)', async () => {
+    const e = kit.pki.expired
+    const plain = await bound(['thumbprint', e.certFile])
+    expect(plain.code).toBe(3)
+    expect(plain.stdout).toContain(`x5t#S256   ${e.x5tS256}\n`)
+    expect(plain.stdout).toMatch(/^not-after {2}\S+ \(expired\)$/m)
+    expect(plain.stderr).toBe(`bound: ERR_MTLS_CERTIFICATE_EXPIRED: the certificate ${e.certFile} expired at ${e.notAfter.toISOString()} (exit code 3; --allow-expired exits 0)\n`)
+
+    const json = await bound(['thumbprint', '-', '--json'], { stdin: e.certPem })
+    expect(json.code).toBe(3)
+    expect(JSON.parse(json.stdout)).toMatchObject({ 'x5t#S256': e.x5tS256, expired: true, notYetValid: false })
+    expect(json.stderr).toMatch(/^bound: ERR_MTLS_CERTIFICATE_EXPIRED: the certificate on standard input expired at /)
+
+    const allowed = await bound(['thumbprint', e.certFile, '--allow-expired', '--json'])
+    expect(allowed).toMatchObject({ code: 0, stderr: '' })
+    expect(JSON.parse(allowed.stdout)).toMatchObject({ 'x5t#S256': e.x5tS256, expired: true })
+
+    // (a valid certificate still exits 0, --allow-expired or not)
+    expect((await bound(['thumbprint', kit.pki.workload.certFile, '--allow-expired'])).code).toBe(0)
+  })
+
+  it('a certificate not yet valid: exit 3 too', async () => {
+    const day = 24 * 60 * 60 * 1000
+    const future = await kit.pki.issueClientCertificate({ name: 'cli-future', commonName: 'orders-worker', notBefore: new Date(Date.now() + day), notAfter: new Date(Date.now() + 2 * day) })
+    const r = await bound(['thumbprint', future.certFile, '--json'])
+    expect(r.code).toBe(3)
+    expect(JSON.parse(r.stdout)).toMatchObject({ 'x5t#S256': future.x5tS256, expired: false, notYetValid: true })
+    expect(r.stderr).toMatch(/^bound: ERR_MTLS_CERTIFICATE_EXPIRED: the certificate .* is not valid before \d{4}-/)
   })
 
   it('a missing file is ERR_FILE (exit 1); no argument is a usage error (exit 2)', async () => {
