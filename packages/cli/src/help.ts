@@ -134,6 +134,8 @@ Request:
   --data-file FILE       request body from FILE (- for stdin)
   -i, --include          print the status line and response headers before the body
   --origin ORIGIN        another origin that may receive credentials (redirects), repeatable
+  --resource-match M     exact (default) | prefix: the RFC 9728 metadata's resource must be the
+                         URL, or (prefix) a path prefix of it on the same origin
 
 ${CREDENTIALS}
 

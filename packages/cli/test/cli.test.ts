@@ -388,6 +388,36 @@ describe('bound fetch without --issuer (issue 13)', () => {
   })
 })
 
+describe('bound fetch --resource-match (issue 15)', () => {
+  it('strict RFC 9728 matching (the default, or exact) refuses the RS\'s metadata for its origin; the hint names --resource-match prefix, not the SDK option', async () => {
+    kit.as.resetCounters()
+    const args = ['fetch', `${kit.api}/orders`, '--ca', caFile, '--client-id', kit.clients.secretBasic.clientId, '--client-secret-env', 'BOUND_TEST_SECRET']
+    const [byDefault, exact] = await Promise.all([bound(args, { env: secretEnv() }), bound([...args, '--resource-match', 'exact'], { env: secretEnv() })])
+    for (const r of [byDefault, exact]) {
+      expect(r.code).toBe(1)
+      expect(r.stderr).toMatch(/^bound: ERR_DISCOVERY: Protected resource metadata at .* is for .*; if that resource covers this URL, allow it with --resource-match prefix\)\n$/)
+      expect(r.stderr).not.toContain('resourceMetadata')
+    }
+    expect(kit.as.counters().tokenRequests).toBe(0)
+  })
+
+  it('--resource-match prefix accepts the metadata of a resource whose path is a prefix of the URL (then the AS it names meets the --issuer rule)', async () => {
+    kit.as.resetCounters()
+    const r = await bound(['fetch', `${kit.api}/orders`, '--resource-match', 'prefix', '--ca', caFile, '--client-id', kit.clients.secretBasic.clientId, '--client-secret-env', 'BOUND_TEST_SECRET'], { env: secretEnv() })
+    expect(r.code).toBe(1)
+    // past discovery: the document was accepted, and a confidential client still sends its secret only to an AS it names
+    expect(r.stderr).toMatch(/^bound: ERR_INVALID_CONFIG: The protected resource .* names the authorization server .*--issuer URL\)\n$/)
+    expect(r.stderr).not.toContain(kit.clients.secretBasic.clientSecret)
+    expect(kit.as.counters().tokenRequests).toBe(0)
+  })
+
+  it('--resource-match takes exact or prefix only', async () => {
+    const r = await bound(['fetch', `${kit.api}/orders`, '--resource-match', 'fuzzy', '--client-id', 'x'])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/^bound: ERR_USAGE: --resource-match must be exact or prefix/)
+  })
+})
+
 describe('--timeout', () => {
   it('a server that never answers: ERR_TIMEOUT (exit 1) soon after the limit, and the process ends', async () => {
     const sockets = new Set<Socket>()

@@ -42,6 +42,7 @@ export async function fetchCommand(args: readonly string[], ctx: Context): Promi
     'data-file': { type: 'string' },
     include: { type: 'boolean', short: 'i' },
     origin: { type: 'string', multiple: true },
+    'resource-match': { type: 'string' },
   })
   if (positionals.length !== 1) throw usage(`fetch takes exactly one URL (got ${positionals.length} arguments)`)
   let url: URL
@@ -58,6 +59,8 @@ export async function fetchCommand(args: readonly string[], ctx: Context): Promi
       throw usage(`--origin: ${err instanceof Error ? err.message : String(err)}`)
     }
   }
+  const match = values['resource-match']
+  if (match !== undefined && match !== 'exact' && match !== 'prefix') throw usage(`--resource-match must be exact or prefix (got ${JSON.stringify(match.slice(0, 20))})`)
   const headers = parseHeaders(values.header ?? [])
   if (values.data !== undefined && values['data-file'] !== undefined) throw usage('give -d or --data-file, not both')
   const method = values.request ?? (values.data !== undefined || values['data-file'] !== undefined ? 'POST' : 'GET')
@@ -73,7 +76,7 @@ export async function fetchCommand(args: readonly string[], ctx: Context): Promi
   const signal = AbortSignal.timeout(timeoutMs)
   const timedOut = () => new CliError('ERR_TIMEOUT', `${shown(method, url)}: no complete answer within ${timeoutMs / 1000} s (--timeout)`)
   try {
-    const boundFetch = createBoundFetch({ session, origins })
+    const boundFetch = createBoundFetch({ session, origins, ...(match !== undefined ? { resourceMetadata: { match } } : {}) })
     let res: Response
     try {
       res = await boundFetch(url.href, { method, headers, ...(body !== undefined ? { body } : {}), signal })
