@@ -92,8 +92,8 @@ issued over mTLS (certificate-bound when the AS does so).
 ${CREDENTIALS}
 
 Output:
-  --json   print {"access_token","token_type","expires_at","scope","jkt"?,"x5t"?}
-           (expires_at: seconds since the epoch)
+  --json          print {"access_token","token_type","expires_at","scope","jkt"?,"x5t"?}
+                  (expires_at: seconds since the epoch)
 
 Example:
   CLIENT_SECRET=… bound token --issuer https://as.example.com --client-id ci \\
@@ -132,10 +132,14 @@ Request:
   -d, --data DATA        request body (Content-Type defaults to
                          application/x-www-form-urlencoded, as in curl)
   --data-file FILE       request body from FILE (- for stdin)
-  -i, --include          print the status line and response headers before the body
   --origin ORIGIN        another origin that may receive credentials (redirects), repeatable
   --resource-match M     exact (default) | prefix: the RFC 9728 metadata's resource must be the
                          URL, or (prefix) a path prefix of it on the same origin
+
+Output:
+  -i, --include          print the status line and response headers before the body
+  --json                 print {"status","url","headers","body"} instead of the body (body:
+                         parsed when the response is JSON, else text); not with -i
 
 ${CREDENTIALS}
 

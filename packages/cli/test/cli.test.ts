@@ -388,6 +388,38 @@ describe('bound fetch without --issuer (issue 13)', () => {
   })
 })
 
+describe('bound fetch --json (issue 15)', () => {
+  it('--json: one object { status, url, headers, body } on stdout, body parsed when JSON', async () => {
+    const r = await bound(['fetch', `${kit.api}/orders`, ...secretBasic, '--json'], { env: secretEnv() })
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    expect(r.stdout.endsWith('}\n')).toBe(true)
+    expect(r.stdout.trim().split('\n')).toHaveLength(1)
+    const out = JSON.parse(r.stdout) as { status: number; url: string; headers: Record<string, string>; body: unknown }
+    expect(Object.keys(out).sort()).toEqual(['body', 'headers', 'status', 'url'])
+    expect(out).toMatchObject({ status: 200, url: `${kit.api}/orders`, body: { ok: true, method: 'GET', path: '/orders', binding: 'dpop' } })
+    expect(out.headers['content-type']).toMatch(/^application\/json/)
+  })
+
+  it('--json: a text body is the text; an HTTP error still exits 22 with the line on stderr; set-cookie is a list', async () => {
+    kit.rs.route('/cli-teapot', ({ res }) => {
+      res.setHeader('set-cookie', ['a=1', 'b=2'])
+      res.writeHead(418, { 'content-type': 'text/plain; charset=utf-8' })
+      res.end('short and stout')
+    })
+    const r = await bound(['fetch', `${kit.api}/cli-teapot`, ...secretBasic, '--json'], { env: secretEnv() })
+    expect(r.code).toBe(22)
+    expect(JSON.parse(r.stdout)).toMatchObject({ status: 418, url: `${kit.api}/cli-teapot`, headers: { 'content-type': 'text/plain; charset=utf-8', 'set-cookie': ['a=1', 'b=2'] }, body: 'short and stout' })
+    expect(r.stderr).toMatch(/^bound: ERR_HTTP_STATUS: GET https:\/\/127\.0\.0\.1:\d+\/cli-teapot answered HTTP 418/)
+  })
+
+  it('--json with -i is a usage error', async () => {
+    const r = await bound(['fetch', `${kit.api}/orders`, '--json', '-i', '--client-id', 'x'])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/^bound: ERR_USAGE: give -i or --json, not both/)
+  })
+})
+
 describe('bound fetch --resource-match (issue 15)', () => {
   it('strict RFC 9728 matching (the default, or exact) refuses the RS\'s metadata for its origin; the hint names --resource-match prefix, not the SDK option', async () => {
     kit.as.resetCounters()

@@ -29,6 +29,30 @@ function parseHeaders(lines: readonly string[]): Headers {
 /** `METHOD origin/path`, without query or fragment (they may carry secrets of their own). */
 const shown = (method: string, url: URL) => `${method} ${url.origin}${url.pathname}`
 
+const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i
+
+/**
+ * `--json`: `{ status, url, headers, body }` — `url` the final one (after redirects); `headers` by
+ * lower-case name (`set-cookie` a list); `body` parsed when the response says it is JSON and
+ * parses, else the text (UTF-8), or null when there is none.
+ */
+async function asJson(res: Response): Promise<{ status: number; url: string; headers: Record<string, string | string[]>; body: unknown }> {
+  const headers: Record<string, string | string[]> = {}
+  for (const [name, value] of res.headers) if (name !== 'set-cookie') headers[name] = value
+  const cookies = res.headers.getSetCookie()
+  if (cookies.length > 0) headers['set-cookie'] = cookies
+  const text = res.body ? await res.text() : null
+  let body: unknown = text
+  if (text !== null && JSON_TYPE.test(res.headers.get('content-type') ?? '')) {
+    try {
+      body = JSON.parse(text)
+    } catch {
+      // not JSON after all: the text
+    }
+  }
+  return { status: res.status, url: res.url, headers, body }
+}
+
 /**
  * `bound fetch <url>`: one request through a bound fetch (the URL's origin receives the
  * credentials; challenges answered), the body on stdout; exit 22 for HTTP status >= 400.
@@ -43,6 +67,7 @@ export async function fetchCommand(args: readonly string[], ctx: Context): Promi
     include: { type: 'boolean', short: 'i' },
     origin: { type: 'string', multiple: true },
     'resource-match': { type: 'string' },
+    json: { type: 'boolean' },
   })
   if (positionals.length !== 1) throw usage(`fetch takes exactly one URL (got ${positionals.length} arguments)`)
   let url: URL
@@ -61,6 +86,7 @@ export async function fetchCommand(args: readonly string[], ctx: Context): Promi
   }
   const match = values['resource-match']
   if (match !== undefined && match !== 'exact' && match !== 'prefix') throw usage(`--resource-match must be exact or prefix (got ${JSON.stringify(match.slice(0, 20))})`)
+  if (values.json && values.include) throw usage('give -i or --json, not both (--json has the status and headers)')
   const headers = parseHeaders(values.header ?? [])
   if (values.data !== undefined && values['data-file'] !== undefined) throw usage('give -d or --data-file, not both')
   const method = values.request ?? (values.data !== undefined || values['data-file'] !== undefined ? 'POST' : 'GET')
@@ -91,7 +117,8 @@ export async function fetchCommand(args: readonly string[], ctx: Context): Promi
       await writeAll(ctx.stdout, `${head}\n`)
     }
     try {
-      if (res.body) for await (const chunk of res.body) await writeAll(ctx.stdout, chunk)
+      if (values.json) await writeAll(ctx.stdout, `${JSON.stringify(await asJson(res))}\n`)
+      else if (res.body) for await (const chunk of res.body) await writeAll(ctx.stdout, chunk)
     } catch (err) {
       if (signal.aborted) throw timedOut()
       throw new CliError('ERR_NETWORK', `${shown(method, url)}: the response body could not be read (${networkDetail(err)})`, { cause: err })
