@@ -16,6 +16,7 @@ import {
   type ClientAuth,
   type Grant,
   type Session,
+  type SessionOptions,
   type TokenSource,
 } from '@bound/oauth'
 import { parseSeconds } from './args.js'
@@ -131,7 +132,7 @@ export const keyError = (err: unknown, flag: string, path: string): never => {
  * private key, client certificate), the binding (DPoP key and/or client certificate), trust anchors
  * and the grant (client credentials, or token exchange with a subject token).
  */
-export async function buildSession(ctx: Context, v: CredentialValues, options: { command: string; ephemeralDpop: boolean; requireIssuer: boolean }): Promise<BuiltSession> {
+export async function buildSession(ctx: Context, v: CredentialValues, options: { command: string; ephemeralDpop: boolean; requireIssuer: boolean; interceptors?: SessionOptions['interceptors'] }): Promise<BuiltSession> {
   const clientId = v['client-id']
   if (!clientId) throw usage(`${options.command}: --client-id is required`)
   if (v.issuer !== undefined) checkUrl(v.issuer, '--issuer')
@@ -256,6 +257,7 @@ export async function buildSession(ctx: Context, v: CredentialValues, options: {
     ...(clientCertificate ? { clientCertificate } : {}),
     ...(ca.length > 0 ? { ca } : {}),
     tokenRequestTimeout: Math.min(10, timeoutMs / 1000),
+    ...(options.interceptors ? { interceptors: options.interceptors } : {}),
   })
   return { session, dpop, timeoutMs, auth }
 }

@@ -94,6 +94,7 @@ ${CREDENTIALS}
 Output:
   --json          print {"access_token","token_type","expires_at","scope","jkt"?,"x5t"?}
                   (expires_at: seconds since the epoch)
+  -v, --verbose   describe each HTTP exchange on stderr (never a token, proof or secret)
 
 Example:
   CLIENT_SECRET=… bound token --issuer https://as.example.com --client-id ci \\
@@ -140,6 +141,9 @@ Output:
   -i, --include          print the status line and response headers before the body
   --json                 print {"status","url","headers","body"} instead of the body (body:
                          parsed when the response is JSON, else text); not with -i
+  -v, --verbose          on stderr, each HTTP exchange (method, URL, credentials by label,
+                         status, DPoP-Nonce received), challenges answered, the token acquired;
+                         never a token, proof or secret
 
 ${CREDENTIALS}
 

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process'
 import { createHash, randomUUID } from 'node:crypto'
+import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { existsSync, realpathSync } from 'node:fs'
 import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { request } from 'node:https'
@@ -9,7 +10,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { EmbeddedJWK, SignJWT, calculateJwkThumbprint, importJWK, jwtVerify, type JWK } from 'jose'
-import { startTestkit, type Testkit } from '@bound/testkit'
+import { startTestkit, TESTKIT_SECRET_CHANNEL, type Testkit } from '@bound/testkit'
 import { run } from '../src/index.js'
 
 const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url))
@@ -388,7 +389,53 @@ describe('bound fetch without --issuer (issue 13)', () => {
   })
 })
 
-describe('bound fetch --json (issue 15)', () => {
+describe('bound fetch --verbose and --json (issue 15)', () => {
+  /** Every secret the testkit hands out or sees (issued tokens, received proofs, client secrets) while `task` runs. */
+  async function collectingSecrets<T>(task: () => Promise<T>): Promise<{ result: T; secrets: string[] }> {
+    const secrets: string[] = []
+    const collect = (s: unknown) => void secrets.push(String(s))
+    subscribe(TESTKIT_SECRET_CHANNEL, collect)
+    try {
+      return { result: await task(), secrets }
+    } finally {
+      unsubscribe(TESTKIT_SECRET_CHANNEL, collect)
+    }
+  }
+
+  it('--verbose: one stderr line per exchange (method, URL without query, credentials by label, status, nonce received), the challenges answered and the token acquired; no token, proof or secret', async () => {
+    const { result: r, secrets } = await collectingSecrets(() => bound(['fetch', `${kit.api}/orders?page=secret-query`, ...secretBasic, '--verbose'], { env: secretEnv() }))
+    expect(r.code).toBe(0)
+    expect(JSON.parse(r.stdout)).toMatchObject({ ok: true, binding: 'dpop' }) // stdout: the body alone
+    const err = r.stderr
+    const api = kit.api.replace(/[.]/g, '\\.')
+    const as = kit.issuer.replace(/[.]/g, '\\.')
+    // the AS: discovery, a nonce challenge at the token endpoint, the token
+    expect(err).toMatch(new RegExp(`^\\* POST ${as}/\\S+ with Basic Authorization, a DPoP proof → 400, DPoP-Nonce received$`, 'm'))
+    expect(err).toMatch(new RegExp(`^\\* DPoP-Nonce challenge from the authorization server ${as}: `, 'm'))
+    const acquired = err.match(/^\* token acquired: DPoP (sha256:\S+) \(client_credentials; expires \S+; cache key .+\)$/m)
+    expect(acquired).not.toBeNull()
+    const label = acquired![1]!
+    // the API: the nonce challenge answered, then 200 — with the same token (by label)
+    expect(err).toMatch(new RegExp(`^\\* GET ${api}/orders with DPoP token ${label}, a DPoP proof → 401, DPoP-Nonce received$`, 'm'))
+    expect(err).toMatch(new RegExp(`^\\* challenge dpop-nonce from ${api}: answered`, 'm'))
+    expect(err).toMatch(new RegExp(`^\\* GET ${api}/orders with DPoP token ${label}, a DPoP proof → 200`, 'm'))
+    expect(err.split('\n').filter(Boolean).every((l) => l.startsWith('* '))).toBe(true)
+    // nothing secret: no query string, no JWT (token or proof), none of what the testkit issued or saw
+    expect(err).not.toContain('secret-query')
+    expect(err).not.toMatch(/eyJ[\w-]+\.[\w-]+/)
+    expect(secrets.length).toBeGreaterThanOrEqual(3) // the access token and the proofs at least
+    for (const secret of [...secrets, kit.clients.secretBasic.clientSecret]) expect(err).not.toContain(secret)
+  })
+
+  it('token --verbose reports the token request too; stdout stays the token alone', async () => {
+    const r = await bound(['token', ...secretBasic, '-v'], { env: secretEnv() })
+    expect(r.code).toBe(0)
+    expect(r.stdout).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+\n$/)
+    expect(r.stderr).toMatch(/^\* POST \S+ with Basic Authorization → 200$/m)
+    expect(r.stderr).toMatch(/^\* token acquired: Bearer sha256:/m)
+    expect(r.stderr).not.toContain(r.stdout.trim())
+  })
+
   it('--json: one object { status, url, headers, body } on stdout, body parsed when JSON', async () => {
     const r = await bound(['fetch', `${kit.api}/orders`, ...secretBasic, '--json'], { env: secretEnv() })
     expect(r.stderr).toBe('')

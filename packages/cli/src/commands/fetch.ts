@@ -5,6 +5,7 @@ import { parseCommand } from '../args.js'
 import { buildSession, credentialOptions } from '../credentials.js'
 import { CliError, EXIT_CODES, networkDetail, usage } from '../errors.js'
 import { closeWithin, scrub, writeAll, type Context } from '../io.js'
+import { createVerbose } from '../verbose.js'
 
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
 /** Headers Bound sets itself on credential origins. */
@@ -68,6 +69,7 @@ export async function fetchCommand(args: readonly string[], ctx: Context): Promi
     origin: { type: 'string', multiple: true },
     'resource-match': { type: 'string' },
     json: { type: 'boolean' },
+    verbose: { type: 'boolean', short: 'v' },
   })
   if (positionals.length !== 1) throw usage(`fetch takes exactly one URL (got ${positionals.length} arguments)`)
   let url: URL
@@ -98,7 +100,9 @@ export async function fetchCommand(args: readonly string[], ctx: Context): Promi
   // like curl -d
   if (body !== undefined && !headers.has('content-type')) headers.set('content-type', 'application/x-www-form-urlencoded')
 
-  const { session, timeoutMs } = await buildSession(ctx, values, { command: 'fetch', ephemeralDpop: true, requireIssuer: false })
+  const verbose = values.verbose ? createVerbose(ctx) : undefined
+  const { session, timeoutMs } = await buildSession(ctx, values, { command: 'fetch', ephemeralDpop: true, requireIssuer: false, ...(verbose ? { interceptors: [verbose.interceptor] } : {}) })
+  verbose?.watch(session)
   const signal = AbortSignal.timeout(timeoutMs)
   const timedOut = () => new CliError('ERR_TIMEOUT', `${shown(method, url)}: no complete answer within ${timeoutMs / 1000} s (--timeout)`)
   try {
