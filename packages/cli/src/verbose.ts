@@ -32,9 +32,9 @@ function headerOf(headers: DispatchOptions['headers'], name: string): string | u
 }
 
 /**
- * What a request carries, in words that never include a value: the token's redacted label (the
- * same `sha256:…` label the session reports), whether a DPoP proof and client authentication go
- * with it.
+ * What a request's headers carry, in words that never include a value: the token's redacted
+ * label (the same `sha256:…` label the session reports), whether a DPoP proof and client
+ * authentication go with it. (A client certificate is in the TLS handshake, not here: see `watch`.)
  */
 function credentialsOf(headers: DispatchOptions['headers']): string {
   const parts: string[] = []
@@ -48,7 +48,7 @@ function credentialsOf(headers: DispatchOptions['headers']): string {
   }
   if (headerOf(headers, 'dpop') !== undefined) parts.push('a DPoP proof')
   if (headerOf(headers, 'oauth-client-attestation') !== undefined) parts.push('a client attestation')
-  return parts.length > 0 ? `with ${parts.join(', ')}` : 'without credentials'
+  return parts.length > 0 ? ` with ${parts.join(', ')}` : ''
 }
 
 /** Whether response headers (undici's object form, or raw `[name, value, …]` buffers) carry a DPoP-Nonce. */
@@ -75,11 +75,11 @@ function urlOf(opts: DispatchOptions): string {
  * token and challenge events. Lines go to stderr, start with `* `, and never hold a token, a
  * proof, a secret or a key: only header *names* and redacted labels are looked at.
  */
-export function createVerbose(ctx: Context): { interceptor: Interceptor; watch(session: Session): void } {
+export function createVerbose(ctx: Context): { interceptor: Interceptor; watch(session: Session, binding: { jkt?: string | undefined; certificate?: boolean }): void } {
   const line = (text: string) => void ctx.stderr.write(`* ${scrub(text, ctx.secrets)}\n`)
 
   const interceptor: Interceptor = (dispatch: Dispatch) => (opts: DispatchOptions, handler: Handler) => {
-    const what = `${opts.method} ${urlOf(opts)} ${credentialsOf(opts.headers)}`
+    const what = `${opts.method} ${urlOf(opts)}${credentialsOf(opts.headers)}`
     let reported = false
     const response = (status: number, headers: unknown) => {
       if (reported) return
@@ -108,7 +108,9 @@ export function createVerbose(ctx: Context): { interceptor: Interceptor; watch(s
     return dispatch(opts, wrapped as unknown as Handler)
   }
 
-  const watch = (session: Session) => {
+  const watch = (session: Session, binding: { jkt?: string | undefined; certificate?: boolean }) => {
+    if (binding.jkt !== undefined) line(`DPoP key ${binding.jkt} (jkt): each request carries a fresh proof signed with it`)
+    if (binding.certificate) line('client certificate (--cert): presented in the TLS handshake to the authorization server and to the credential origins')
     const ev = session.events
     ev.on('nonce.challenge', (e) => {
       // (the API's nonce challenges are reported as challenges below)

@@ -420,6 +420,7 @@ describe('bound fetch --verbose and --json (issue 15)', () => {
     expect(err).toMatch(new RegExp(`^\\* challenge dpop-nonce from ${api}: answered`, 'm'))
     expect(err).toMatch(new RegExp(`^\\* GET ${api}/orders with DPoP token ${label}, a DPoP proof → 200`, 'm'))
     expect(err.split('\n').filter(Boolean).every((l) => l.startsWith('* '))).toBe(true)
+    expect(err).toMatch(/^\* DPoP key [\w-]{43} \(jkt\): /)
     // nothing secret: no query string, no JWT (token or proof), none of what the testkit issued or saw
     expect(err).not.toContain('secret-query')
     expect(err).not.toMatch(/eyJ[\w-]+\.[\w-]+/)
@@ -434,6 +435,15 @@ describe('bound fetch --verbose and --json (issue 15)', () => {
     expect(r.stderr).toMatch(/^\* POST \S+ with Basic Authorization → 200$/m)
     expect(r.stderr).toMatch(/^\* token acquired: Bearer sha256:/m)
     expect(r.stderr).not.toContain(r.stdout.trim())
+
+    // mTLS: the certificate is in the handshake, so said once; the token request has no credential header
+    const w = kit.pki.workload
+    const tls = await bound(['token', '--issuer', kit.issuer, '--ca', caFile, '--client-id', kit.clients.tlsClientAuth.clientId, '--cert', w.certFile, '--key', w.keyFile, '--verbose'])
+    expect(tls.code).toBe(0)
+    expect(tls.stderr).toMatch(/^\* client certificate \(--cert\): presented in the TLS handshake/)
+    expect(tls.stderr).toMatch(/^\* POST \S+ → 200$/m)
+    expect(tls.stderr).not.toContain('PRIVATE KEY')
+    expect(tls.stderr).not.toContain(tls.stdout.trim())
   })
 
   it('--json: one object { status, url, headers, body } on stdout, body parsed when JSON', async () => {

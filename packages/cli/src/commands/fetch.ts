@@ -101,8 +101,8 @@ export async function fetchCommand(args: readonly string[], ctx: Context): Promi
   if (body !== undefined && !headers.has('content-type')) headers.set('content-type', 'application/x-www-form-urlencoded')
 
   const verbose = values.verbose ? createVerbose(ctx) : undefined
-  const { session, timeoutMs } = await buildSession(ctx, values, { command: 'fetch', ephemeralDpop: true, requireIssuer: false, ...(verbose ? { interceptors: [verbose.interceptor] } : {}) })
-  verbose?.watch(session)
+  const { session, dpop, timeoutMs } = await buildSession(ctx, values, { command: 'fetch', ephemeralDpop: true, requireIssuer: false, ...(verbose ? { interceptors: [verbose.interceptor] } : {}) })
+  verbose?.watch(session, { jkt: dpop?.jkt, certificate: values.cert !== undefined })
   const signal = AbortSignal.timeout(timeoutMs)
   const timedOut = () => new CliError('ERR_TIMEOUT', `${shown(method, url)}: no complete answer within ${timeoutMs / 1000} s (--timeout)`)
   try {

@@ -13,8 +13,8 @@ export async function token(args: readonly string[], ctx: Context): Promise<numb
   // (a stray argument is not echoed: it may be a secret that lost its flag)
   if (positionals.length > 0) throw usage(`token takes no arguments (${positionals.length} unexpected)`)
   const verbose = values.verbose ? createVerbose(ctx) : undefined
-  const { session, timeoutMs } = await buildSession(ctx, values, { command: 'token', ephemeralDpop: false, requireIssuer: true, ...(verbose ? { interceptors: [verbose.interceptor] } : {}) })
-  verbose?.watch(session)
+  const { session, dpop, timeoutMs } = await buildSession(ctx, values, { command: 'token', ephemeralDpop: false, requireIssuer: true, ...(verbose ? { interceptors: [verbose.interceptor] } : {}) })
+  verbose?.watch(session, { jkt: dpop?.jkt, certificate: values.cert !== undefined })
   try {
     const signal = AbortSignal.timeout(timeoutMs)
     let t
