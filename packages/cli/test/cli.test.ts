@@ -35,10 +35,15 @@ function bound(args: string[], options: { env?: Record<string, string>; stdin?: 
   })
 }
 
-/** Runs any command (npm, npx) in `cwd`; killed after 30 s. */
+/**
+ * Runs any command (npm, npx) in `cwd`; killed after 30 s. Without the `npm_*` variables an outer
+ * npm left in the environment (`npx -p node@22 … vitest` sets npm_config_package, which an inner
+ * `npx` would take as its own `-p`).
+ */
 function spawnIn(command: string, args: string[], cwd: string, env: Record<string, string> = {}): Promise<Result> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 })
+    const clean = Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^npm_/i.test(name)))
+    const child = spawn(command, args, { cwd, env: { ...clean, ...env }, stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 })
     let stdout = ''
     let stderr = ''
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
