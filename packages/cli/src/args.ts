@@ -33,14 +33,19 @@ export function parseSeconds(value: string | undefined, flag: string, fallback: 
   return n
 }
 
-/** The values following `--client-secret` on the raw command line, so that even a parse error cannot print them. */
+/** Options whose value is a secret given on the command line. */
+const SECRET_OPTIONS = ['--client-secret', '--token']
+
+/** The values following `--client-secret` and `--token` on the raw command line, so that even a parse error cannot print them. */
 export function secretsInArgv(args: readonly string[]): string[] {
   const found: string[] = []
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!
     if (a === '--') break
-    if (a === '--client-secret' && i + 1 < args.length) found.push(args[i + 1]!)
-    else if (a.startsWith('--client-secret=')) found.push(a.slice('--client-secret='.length))
+    for (const option of SECRET_OPTIONS) {
+      if (a === option && i + 1 < args.length && args[i + 1] !== '-') found.push(args[i + 1]!)
+      else if (a.startsWith(`${option}=`)) found.push(a.slice(option.length + 1))
+    }
   }
   return found
 }

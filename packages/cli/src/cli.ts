@@ -11,7 +11,7 @@ const code = await run(process.argv.slice(2), {
   stdout: process.stdout,
   stderr: process.stderr,
   get stdin() {
-    return process.stdin // only touched by `fetch --data-file -`
+    return process.stdin // only touched by a `-` file argument
   },
   env: process.env,
   cwd: process.cwd(),

@@ -16,6 +16,8 @@ import {
   type ClientAuth,
   type Grant,
   type Session,
+  type SessionOptions,
+  type TokenSource,
 } from '@bound/oauth'
 import { parseSeconds } from './args.js'
 import { usage } from './errors.js'
@@ -107,7 +109,7 @@ const checkUrl = (value: string, flag: string): URL => {
 }
 
 /** Reads a key file: a JWK (JSON) or PEM. */
-async function readKey(ctx: Context, path: string, flag: string): Promise<DpopKeyInput> {
+export async function readKey(ctx: Context, path: string, flag: string): Promise<DpopKeyInput> {
   const text = (await ctx.readFile(path, flag)).toString('utf8')
   if (!text.trimStart().startsWith('{')) return text
   try {
@@ -116,11 +118,11 @@ async function readKey(ctx: Context, path: string, flag: string): Promise<DpopKe
   } catch {
     // fall through
   }
-  throw new BoundError('ERR_DPOP_KEY_INVALID', `${flag} ${path}: the file is neither a JWK (JSON object) nor PEM`)
+  throw new BoundError('ERR_DPOP_KEY_INVALID', `${flag} ${path}: ${path === '-' ? 'standard input' : 'the file'} is neither a JWK (JSON object) nor PEM`)
 }
 
 /** Re-throws a key error with the flag and file it came from in its message (same code). */
-const keyError = (err: unknown, flag: string, path: string): never => {
+export const keyError = (err: unknown, flag: string, path: string): never => {
   if (err instanceof BoundError && !err.message.startsWith(flag)) throw new BoundError(err.code, `${flag} ${path}: ${err.message}`)
   throw err
 }
@@ -130,7 +132,7 @@ const keyError = (err: unknown, flag: string, path: string): never => {
  * private key, client certificate), the binding (DPoP key and/or client certificate), trust anchors
  * and the grant (client credentials, or token exchange with a subject token).
  */
-export async function buildSession(ctx: Context, v: CredentialValues, options: { command: string; ephemeralDpop: boolean; requireIssuer: boolean }): Promise<BuiltSession> {
+export async function buildSession(ctx: Context, v: CredentialValues, options: { command: string; ephemeralDpop: boolean; requireIssuer: boolean; interceptors?: SessionOptions['interceptors'] }): Promise<BuiltSession> {
   const clientId = v['client-id']
   if (!clientId) throw usage(`${options.command}: --client-id is required`)
   if (v.issuer !== undefined) checkUrl(v.issuer, '--issuer')
@@ -222,7 +224,17 @@ export async function buildSession(ctx: Context, v: CredentialValues, options: {
 
   // The grant.
   if (v['subject-token-file'] !== undefined && v['subject-token-env'] !== undefined) throw usage('give --subject-token-file or --subject-token-env, not both')
-  const subjectToken = v['subject-token-file'] !== undefined ? fromFile(ctx.path(v['subject-token-file'])) : v['subject-token-env'] !== undefined ? fromEnv(v['subject-token-env'], ctx.env as NodeJS.ProcessEnv) : undefined
+  let subjectToken: TokenSource | undefined
+  if (v['subject-token-file'] === '-') {
+    // read once, now (a file is read on every use, so a rotated projected token is picked up)
+    const text = (await ctx.readFile('-', '--subject-token-file')).toString('utf8').trim()
+    if (text.length >= 4) ctx.secrets.add(text)
+    subjectToken = () => text
+  } else if (v['subject-token-file'] !== undefined) {
+    subjectToken = fromFile(ctx.path(v['subject-token-file']))
+  } else if (v['subject-token-env'] !== undefined) {
+    subjectToken = fromEnv(v['subject-token-env'], ctx.env as NodeJS.ProcessEnv)
+  }
   if (subjectToken === undefined && v['subject-token-type'] !== undefined) throw usage('--subject-token-type needs --subject-token-file or --subject-token-env')
   const grantOptions = { ...(v.resource !== undefined ? { resource: v.resource } : {}), ...(v.scope !== undefined ? { scope: v.scope } : {}) }
   let grant: Grant
@@ -245,6 +257,7 @@ export async function buildSession(ctx: Context, v: CredentialValues, options: {
     ...(clientCertificate ? { clientCertificate } : {}),
     ...(ca.length > 0 ? { ca } : {}),
     tokenRequestTimeoutMs: Math.max(100, Math.min(10_000, Math.round(timeoutMs))),
+    ...(options.interceptors ? { interceptors: options.interceptors } : {}),
   })
   return { session, dpop, timeoutMs, auth }
 }

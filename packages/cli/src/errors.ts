@@ -8,9 +8,10 @@ import { isBoundError } from '@bound/core'
  * | 0 | success (for `fetch`: a final status below 400) |
  * | 1 | runtime error: network, TLS, token endpoint, key or certificate, file, timeout |
  * | 2 | usage error: unknown command or option, missing or invalid argument |
+ * | 3 | `thumbprint` only: the certificate is expired or not yet valid (its details are still printed) |
  * | 22 | `fetch` only: the server answered with an HTTP status of 400 or more (like `curl -f`) |
  */
-export const EXIT_CODES = Object.freeze({ ok: 0, error: 1, usage: 2, httpError: 22 } as const)
+export const EXIT_CODES = Object.freeze({ ok: 0, error: 1, usage: 2, certificateExpired: 3, httpError: 22 } as const)
 
 /** Codes of the errors the CLI raises itself (the SDK's `BoundError` codes are printed as they are). */
 export type CliErrorCode = 'ERR_USAGE' | 'ERR_FILE' | 'ERR_FILE_EXISTS' | 'ERR_TIMEOUT' | 'ERR_NETWORK' | 'ERR_HTTP_STATUS' | 'ERR_INTERNAL'

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises'
 import { isAbsolute, resolve } from 'node:path'
-import { CliError } from './errors.js'
+import { CliError, usage } from './errors.js'
 
 /** Where `run` writes: `process.stdout` / `process.stderr`, or anything with a compatible `write`. */
 export interface CliWritable {
@@ -16,7 +16,7 @@ export interface CliIo {
   stdout: CliWritable
   /** Errors (`bound: <CODE>: <message>`), warnings and help requested by mistake. */
   stderr: CliWritable
-  /** Read by `fetch --data-file -`. Default `process.stdin`. */
+  /** Read by a file argument given as `-` (`--data-file -`, `--dpop-key -`, `thumbprint -`…). Default `process.stdin`. */
   stdin?: AsyncIterable<Uint8Array | string>
   /** Environment variables for `--client-secret-env` and `--subject-token-env`. Default `process.env`. */
   env?: Record<string, string | undefined>
@@ -37,12 +37,23 @@ export interface Context {
   warn(message: string): void
   /** Absolute path of a path given on the command line. */
   path(p: string): string
-  /** Reads a file named by `flag`, or fails with `ERR_FILE`. */
+  /**
+   * Reads a file named by `flag`, or fails with `ERR_FILE`. `-` is standard input, which one
+   * option per command may read (a second `-` is a usage error).
+   */
   readFile(p: string, flag: string): Promise<Buffer>
+}
+
+/** Reads a stream to its end. */
+export async function readAll(source: AsyncIterable<Uint8Array | string>): Promise<Buffer> {
+  const chunks: Buffer[] = []
+  for await (const chunk of source) chunks.push(typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.from(chunk))
+  return Buffer.concat(chunks)
 }
 
 export function createContext(io: CliIo): Context {
   const cwd = io.cwd ?? process.cwd()
+  let stdinReadFor: string | undefined
   const ctx: Context = {
     stdout: io.stdout,
     stderr: io.stderr,
@@ -55,6 +66,16 @@ export function createContext(io: CliIo): Context {
     },
     path: (p) => (isAbsolute(p) ? p : resolve(cwd, p)),
     async readFile(p, flag) {
+      if (p === '-') {
+        if (stdinReadFor !== undefined) throw usage(`${flag} -: standard input is already read for ${stdinReadFor} (only one option can read it)`)
+        stdinReadFor = flag
+        try {
+          return await readAll(ctx.stdin())
+        } catch (err) {
+          const code = (err as { code?: unknown }).code
+          throw new CliError('ERR_FILE', `cannot read the ${flag} from standard input (${typeof code === 'string' ? code : 'error'})`)
+        }
+      }
       try {
         return await readFile(ctx.path(p))
       } catch (err) {

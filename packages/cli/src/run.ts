@@ -6,12 +6,19 @@ import { version } from './version.js'
 
 type Command = (args: readonly string[], ctx: Context) => Promise<number>
 
+/** SDK options named in the SDK's messages, and the flags that set them. */
+const SDK_OPTIONS: readonly [string, string][] = [["allow it with resourceMetadata: { match: 'prefix' }", 'allow it with --resource-match prefix']]
+
+/** An SDK message with the SDK's option names replaced by the CLI's flags. */
+const inCliWords = (message: string): string => SDK_OPTIONS.reduce((m, [sdk, cli]) => m.split(sdk).join(cli), message)
+
 /** Loaded on demand: `--help` and `--version` need none of them, `keygen` needs no HTTP stack. */
 const COMMANDS: Record<string, () => Promise<Command>> = {
   keygen: async () => (await import('./commands/keygen.js')).keygen,
   thumbprint: async () => (await import('./commands/thumbprint.js')).thumbprint,
   token: async () => (await import('./commands/token.js')).token,
   fetch: async () => (await import('./commands/fetch.js')).fetchCommand,
+  proof: async () => (await import('./commands/proof.js')).proof,
 }
 
 /**
@@ -55,7 +62,7 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
     return await command(rest, ctx)
   } catch (err) {
     const { code, message, exitCode } = describeError(err)
-    const line = scrub(message, ctx.secrets).replace(/\s*\n\s*/g, ' ')
+    const line = inCliWords(scrub(message, ctx.secrets).replace(/\s*\n\s*/g, ' '))
     const tlsHint = code === 'ERR_NETWORK' && /SELF_SIGNED|UNABLE_TO_(GET_ISSUER|VERIFY_LEAF)/.test(message) ? ' (a server certificate from an internal CA? trust it with --ca FILE)' : ''
     // (the session's rule for an AS learned from RFC 9728 metadata, in the CLI's words)
     const issuerHint = code === 'ERR_INVALID_CONFIG' && /trustedIssuers/.test(message) ? ' (with client credentials, name the authorization server you trust with --issuer URL)' : ''

@@ -1,15 +1,16 @@
 import { spawn } from 'node:child_process'
 import { createHash, randomUUID } from 'node:crypto'
-import { existsSync } from 'node:fs'
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { subscribe, unsubscribe } from 'node:diagnostics_channel'
+import { existsSync, realpathSync } from 'node:fs'
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { request } from 'node:https'
 import { createServer, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { SignJWT, calculateJwkThumbprint, importJWK, type JWK } from 'jose'
-import { startTestkit, type Testkit } from '@bound/testkit'
+import { EmbeddedJWK, SignJWT, calculateJwkThumbprint, importJWK, jwtVerify, type JWK } from 'jose'
+import { startTestkit, TESTKIT_SECRET_CHANNEL, type Testkit } from '@bound/testkit'
 import { run } from '../src/index.js'
 
 const CLI = fileURLToPath(new URL('../dist/cli.js', import.meta.url))
@@ -31,6 +32,24 @@ function bound(args: string[], options: { env?: Record<string, string>; stdin?: 
     child.on('error', reject)
     child.on('close', (code) => resolve({ code, stdout, stderr }))
     child.stdin.end(options.stdin ?? '')
+  })
+}
+
+/**
+ * Runs any command (npm, npx) in `cwd`; killed after 30 s. Without the `npm_*` variables an outer
+ * npm left in the environment (`npx -p node@22 … vitest` sets npm_config_package, which an inner
+ * `npx` would take as its own `-p`).
+ */
+function spawnIn(command: string, args: string[], cwd: string, env: Record<string, string> = {}): Promise<Result> {
+  return new Promise((resolve, reject) => {
+    const clean = Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^npm_/i.test(name)))
+    const child = spawn(command, args, { cwd, env: { ...clean, ...env }, stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
+    child.on('error', reject)
+    child.on('close', (code) => resolve({ code, stdout, stderr }))
   })
 }
 
@@ -122,7 +141,7 @@ describe('bound thumbprint', () => {
     const json = await bound(['thumbprint', w.certFile, '--json'])
     expect(json.code).toBe(0)
     const info = JSON.parse(json.stdout) as Record<string, unknown>
-    expect(info).toMatchObject({ 'x5t#S256': w.x5tS256, spiffeId: w.spiffeId, expired: false })
+    expect(info).toMatchObject({ 'x5t#S256': w.x5tS256, spiffeId: w.spiffeId, expired: false, notYetValid: false })
     expect(info.subject).toMatch(/CN=orders-worker/)
     expect(Date.parse(info.notAfter as string)).toBeGreaterThan(Date.now())
 
@@ -131,6 +150,36 @@ describe('bound thumbprint', () => {
     expect(plain.stdout).toContain(`x5t#S256   ${w.x5tS256}\n`)
     expect(plain.stdout).toContain(`spiffe-id  ${w.spiffeId}\n`)
     expect(plain.stdout).toMatch(/^not-after {2}\d{4}-\d\d-\d\dT/m)
+  })
+
+  it('an expired certificate: its details on stdout, ERR_MTLS_CERTIFICATE_EXPIRED on stderr, exit 3; --allow-expired exits 0 (issue 15)', async () => {
+    const e = kit.pki.expired
+    const plain = await bound(['thumbprint', e.certFile])
+    expect(plain.code).toBe(3)
+    expect(plain.stdout).toContain(`x5t#S256   ${e.x5tS256}\n`)
+    expect(plain.stdout).toMatch(/^not-after {2}\S+ \(expired\)$/m)
+    expect(plain.stderr).toBe(`bound: ERR_MTLS_CERTIFICATE_EXPIRED: the certificate ${e.certFile} expired at ${e.notAfter.toISOString()} (exit code 3; --allow-expired exits 0)\n`)
+
+    const json = await bound(['thumbprint', '-', '--json'], { stdin: e.certPem })
+    expect(json.code).toBe(3)
+    expect(JSON.parse(json.stdout)).toMatchObject({ 'x5t#S256': e.x5tS256, expired: true, notYetValid: false })
+    expect(json.stderr).toMatch(/^bound: ERR_MTLS_CERTIFICATE_EXPIRED: the certificate on standard input expired at /)
+
+    const allowed = await bound(['thumbprint', e.certFile, '--allow-expired', '--json'])
+    expect(allowed).toMatchObject({ code: 0, stderr: '' })
+    expect(JSON.parse(allowed.stdout)).toMatchObject({ 'x5t#S256': e.x5tS256, expired: true })
+
+    // (a valid certificate still exits 0, --allow-expired or not)
+    expect((await bound(['thumbprint', kit.pki.workload.certFile, '--allow-expired'])).code).toBe(0)
+  })
+
+  it('a certificate not yet valid: exit 3 too', async () => {
+    const day = 24 * 60 * 60 * 1000
+    const future = await kit.pki.issueClientCertificate({ name: 'cli-future', commonName: 'orders-worker', notBefore: new Date(Date.now() + day), notAfter: new Date(Date.now() + 2 * day) })
+    const r = await bound(['thumbprint', future.certFile, '--json'])
+    expect(r.code).toBe(3)
+    expect(JSON.parse(r.stdout)).toMatchObject({ 'x5t#S256': future.x5tS256, expired: false, notYetValid: true })
+    expect(r.stderr).toMatch(/^bound: ERR_MTLS_CERTIFICATE_EXPIRED: the certificate .* is not valid before \d{4}-/)
   })
 
   it('a missing file is ERR_FILE (exit 1); no argument is a usage error (exit 2)', async () => {
@@ -345,6 +394,124 @@ describe('bound fetch without --issuer (issue 13)', () => {
   })
 })
 
+describe('bound fetch --verbose and --json (issue 15)', () => {
+  /** Every secret the testkit hands out or sees (issued tokens, received proofs, client secrets) while `task` runs. */
+  async function collectingSecrets<T>(task: () => Promise<T>): Promise<{ result: T; secrets: string[] }> {
+    const secrets: string[] = []
+    const collect = (s: unknown) => void secrets.push(String(s))
+    subscribe(TESTKIT_SECRET_CHANNEL, collect)
+    try {
+      return { result: await task(), secrets }
+    } finally {
+      unsubscribe(TESTKIT_SECRET_CHANNEL, collect)
+    }
+  }
+
+  it('--verbose: one stderr line per exchange (method, URL without query, credentials by label, status, nonce received), the challenges answered and the token acquired; no token, proof or secret', async () => {
+    const { result: r, secrets } = await collectingSecrets(() => bound(['fetch', `${kit.api}/orders?page=secret-query`, ...secretBasic, '--verbose'], { env: secretEnv() }))
+    expect(r.code).toBe(0)
+    expect(JSON.parse(r.stdout)).toMatchObject({ ok: true, binding: 'dpop' }) // stdout: the body alone
+    const err = r.stderr
+    const api = kit.api.replace(/[.]/g, '\\.')
+    const as = kit.issuer.replace(/[.]/g, '\\.')
+    // the AS: discovery, a nonce challenge at the token endpoint, the token
+    expect(err).toMatch(new RegExp(`^\\* POST ${as}/\\S+ with Basic Authorization, a DPoP proof → 400, DPoP-Nonce received$`, 'm'))
+    expect(err).toMatch(new RegExp(`^\\* DPoP-Nonce challenge from the authorization server ${as}: `, 'm'))
+    const acquired = err.match(/^\* token acquired: DPoP (sha256:\S+) \(client_credentials; expires \S+; cache key .+\)$/m)
+    expect(acquired).not.toBeNull()
+    const label = acquired![1]!
+    // the API: the nonce challenge answered, then 200 — with the same token (by label)
+    expect(err).toMatch(new RegExp(`^\\* GET ${api}/orders with DPoP token ${label}, a DPoP proof → 401, DPoP-Nonce received$`, 'm'))
+    expect(err).toMatch(new RegExp(`^\\* challenge dpop-nonce from ${api}: answered`, 'm'))
+    expect(err).toMatch(new RegExp(`^\\* GET ${api}/orders with DPoP token ${label}, a DPoP proof → 200`, 'm'))
+    expect(err.split('\n').filter(Boolean).every((l) => l.startsWith('* '))).toBe(true)
+    expect(err).toMatch(/^\* DPoP key [\w-]{43} \(jkt\): /)
+    // nothing secret: no query string, no JWT (token or proof), none of what the testkit issued or saw
+    expect(err).not.toContain('secret-query')
+    expect(err).not.toMatch(/eyJ[\w-]+\.[\w-]+/)
+    expect(secrets.length).toBeGreaterThanOrEqual(3) // the access token and the proofs at least
+    for (const secret of [...secrets, kit.clients.secretBasic.clientSecret]) expect(err).not.toContain(secret)
+  })
+
+  it('token --verbose reports the token request too; stdout stays the token alone', async () => {
+    const r = await bound(['token', ...secretBasic, '-v'], { env: secretEnv() })
+    expect(r.code).toBe(0)
+    expect(r.stdout).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+\n$/)
+    expect(r.stderr).toMatch(/^\* POST \S+ with Basic Authorization → 200$/m)
+    expect(r.stderr).toMatch(/^\* token acquired: Bearer sha256:/m)
+    expect(r.stderr).not.toContain(r.stdout.trim())
+
+    // mTLS: the certificate is in the handshake, so said once; the token request has no credential header
+    const w = kit.pki.workload
+    const tls = await bound(['token', '--issuer', kit.issuer, '--ca', caFile, '--client-id', kit.clients.tlsClientAuth.clientId, '--cert', w.certFile, '--key', w.keyFile, '--verbose'])
+    expect(tls.code).toBe(0)
+    expect(tls.stderr).toMatch(/^\* client certificate \(--cert\): presented in the TLS handshake/)
+    expect(tls.stderr).toMatch(/^\* POST \S+ → 200$/m)
+    expect(tls.stderr).not.toContain('PRIVATE KEY')
+    expect(tls.stderr).not.toContain(tls.stdout.trim())
+  })
+
+  it('--json: one object { status, url, headers, body } on stdout, body parsed when JSON', async () => {
+    const r = await bound(['fetch', `${kit.api}/orders`, ...secretBasic, '--json'], { env: secretEnv() })
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    expect(r.stdout.endsWith('}\n')).toBe(true)
+    expect(r.stdout.trim().split('\n')).toHaveLength(1)
+    const out = JSON.parse(r.stdout) as { status: number; url: string; headers: Record<string, string>; body: unknown }
+    expect(Object.keys(out).sort()).toEqual(['body', 'headers', 'status', 'url'])
+    expect(out).toMatchObject({ status: 200, url: `${kit.api}/orders`, body: { ok: true, method: 'GET', path: '/orders', binding: 'dpop' } })
+    expect(out.headers['content-type']).toMatch(/^application\/json/)
+  })
+
+  it('--json: a text body is the text; an HTTP error still exits 22 with the line on stderr; set-cookie is a list', async () => {
+    kit.rs.route('/cli-teapot', ({ res }) => {
+      res.setHeader('set-cookie', ['a=1', 'b=2'])
+      res.writeHead(418, { 'content-type': 'text/plain; charset=utf-8' })
+      res.end('short and stout')
+    })
+    const r = await bound(['fetch', `${kit.api}/cli-teapot`, ...secretBasic, '--json'], { env: secretEnv() })
+    expect(r.code).toBe(22)
+    expect(JSON.parse(r.stdout)).toMatchObject({ status: 418, url: `${kit.api}/cli-teapot`, headers: { 'content-type': 'text/plain; charset=utf-8', 'set-cookie': ['a=1', 'b=2'] }, body: 'short and stout' })
+    expect(r.stderr).toMatch(/^bound: ERR_HTTP_STATUS: GET https:\/\/127\.0\.0\.1:\d+\/cli-teapot answered HTTP 418/)
+  })
+
+  it('--json with -i is a usage error', async () => {
+    const r = await bound(['fetch', `${kit.api}/orders`, '--json', '-i', '--client-id', 'x'])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/^bound: ERR_USAGE: give -i or --json, not both/)
+  })
+})
+
+describe('bound fetch --resource-match (issue 15)', () => {
+  it('strict RFC 9728 matching (the default, or exact) refuses the RS\'s metadata for its origin; the hint names --resource-match prefix, not the SDK option', async () => {
+    kit.as.resetCounters()
+    const args = ['fetch', `${kit.api}/orders`, '--ca', caFile, '--client-id', kit.clients.secretBasic.clientId, '--client-secret-env', 'BOUND_TEST_SECRET']
+    const [byDefault, exact] = await Promise.all([bound(args, { env: secretEnv() }), bound([...args, '--resource-match', 'exact'], { env: secretEnv() })])
+    for (const r of [byDefault, exact]) {
+      expect(r.code).toBe(1)
+      expect(r.stderr).toMatch(/^bound: ERR_DISCOVERY: Protected resource metadata at .* is for .*; if that resource covers this URL, allow it with --resource-match prefix\)\n$/)
+      expect(r.stderr).not.toContain('resourceMetadata')
+    }
+    expect(kit.as.counters().tokenRequests).toBe(0)
+  })
+
+  it('--resource-match prefix accepts the metadata of a resource whose path is a prefix of the URL (then the AS it names meets the --issuer rule)', async () => {
+    kit.as.resetCounters()
+    const r = await bound(['fetch', `${kit.api}/orders`, '--resource-match', 'prefix', '--ca', caFile, '--client-id', kit.clients.secretBasic.clientId, '--client-secret-env', 'BOUND_TEST_SECRET'], { env: secretEnv() })
+    expect(r.code).toBe(1)
+    // past discovery: the document was accepted, and a confidential client still sends its secret only to an AS it names
+    expect(r.stderr).toMatch(/^bound: ERR_INVALID_CONFIG: The protected resource .* names the authorization server .*--issuer URL\)\n$/)
+    expect(r.stderr).not.toContain(kit.clients.secretBasic.clientSecret)
+    expect(kit.as.counters().tokenRequests).toBe(0)
+  })
+
+  it('--resource-match takes exact or prefix only', async () => {
+    const r = await bound(['fetch', `${kit.api}/orders`, '--resource-match', 'fuzzy', '--client-id', 'x'])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/^bound: ERR_USAGE: --resource-match must be exact or prefix/)
+  })
+})
+
 describe('--timeout', () => {
   it('a server that never answers: ERR_TIMEOUT (exit 1) soon after the limit, and the process ends', async () => {
     const sockets = new Set<Socket>()
@@ -364,13 +531,181 @@ describe('--timeout', () => {
   })
 })
 
+describe('bound proof (issue 15)', () => {
+  const keyFile = () => join(dir, 'proof.jwk')
+  beforeAll(async () => {
+    expect((await bound(['keygen', '--out', keyFile()])).code).toBe(0)
+  })
+
+  it('prints one DPoP proof signed with --dpop-key: typ dpop+jwt, the key in jwk, htm, htu without query, iat, jti; ath with --token, nonce with --nonce', async () => {
+    const jwk = JSON.parse(await readFile(keyFile(), 'utf8')) as JWK
+    const token = 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl'
+    const r = await bound(['proof', 'POST', `${kit.api}/orders/7?page=2#top`, '--dpop-key', keyFile(), '--token', token, '--nonce', 'n-0S6_WzA2Mj'])
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    expect(r.stdout).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+\n$/)
+    const { payload, protectedHeader } = await jwtVerify(r.stdout.trim(), EmbeddedJWK, { typ: 'dpop+jwt', algorithms: ['ES256'] })
+    expect(protectedHeader.jwk).not.toHaveProperty('d')
+    expect(await calculateJwkThumbprint(protectedHeader.jwk!, 'sha256')).toBe(jwk.kid)
+    expect(payload).toMatchObject({ htm: 'POST', htu: `${kit.api}/orders/7`, ath: createHash('sha256').update(token).digest('base64url'), nonce: 'n-0S6_WzA2Mj' })
+    expect(typeof payload.jti).toBe('string')
+    expect((payload.jti as string).length).toBeGreaterThanOrEqual(16)
+    expect(Math.abs(payload.iat! - Date.now() / 1000)).toBeLessThan(30)
+
+    const plain = await bound(['proof', 'GET', `${kit.api}/orders`, '--dpop-key', keyFile()])
+    expect(plain.code).toBe(0)
+    const p = await jwtVerify(plain.stdout.trim(), EmbeddedJWK, { typ: 'dpop+jwt' })
+    expect(p.payload).toMatchObject({ htm: 'GET', htu: `${kit.api}/orders` })
+    expect(p.payload).not.toHaveProperty('ath')
+    expect(p.payload).not.toHaveProperty('nonce')
+  })
+
+  it('the curl recipe: a token from bound token, proofs from bound proof (--token - and --token-env), the RS nonce answered with --nonce → 200', async () => {
+    const t = JSON.parse((await bound(['token', ...secretBasic, '--dpop-key', keyFile(), '--json'], { env: secretEnv() })).stdout) as { access_token: string }
+    const url = `${kit.api}/orders`
+    const first = await bound(['proof', 'GET', url, '--dpop-key', keyFile(), '--token', '-'], { stdin: `${t.access_token}\n` })
+    expect(first.code).toBe(0)
+    // (the testkit RS demands nonces: the first proof has none)
+    const challenged = await httpsGet(url, { authorization: `DPoP ${t.access_token}`, dpop: first.stdout.trim() })
+    expect(challenged.status).toBe(401)
+    const nonce = challenged.headers['dpop-nonce']
+    expect(typeof nonce).toBe('string')
+    const retry = await bound(['proof', 'GET', url, '--dpop-key', keyFile(), '--token-env', 'ACCESS_TOKEN', '--nonce', nonce as string], { env: { ACCESS_TOKEN: t.access_token } })
+    expect(retry.code).toBe(0)
+    const res = await httpsGet(url, { authorization: `DPoP ${t.access_token}`, dpop: retry.stdout.trim() })
+    expect(res.status).toBe(200)
+    expect(JSON.parse(res.body)).toMatchObject({ binding: 'dpop', jkt: (JSON.parse(await readFile(keyFile(), 'utf8')) as JWK).kid })
+  })
+
+  it('usage errors (exit 2), and the token is never echoed', async () => {
+    const secret = 'Sup3r.S3cret-access-token'
+    const cases = [
+      ['proof', 'GET', `${kit.api}/x`],
+      ['proof', 'GET', `${kit.api}/x`, '--dpop-key', keyFile(), '--nonce', 'has space'],
+      ['proof', 'GET', `${kit.api}/x`, '--dpop-key', keyFile(), '--token', secret, '--token-env', 'X'],
+      ['proof', 'GET', `${kit.api}/x`, secret, '--dpop-key', keyFile()],
+      ['proof', 'GET', 'http://api.example.com/x', '--dpop-key', keyFile(), '--token', secret],
+      ['proof', 'G ET', `${kit.api}/x`, '--dpop-key', keyFile()],
+      ['proof', 'GET', `${kit.api}/x`, '--dpop-key', keyFile(), '--tokn', secret],
+      ['proof', 'GET', `${kit.api}/x`, '--dpop-key', keyFile(), `--token=${secret} with space`],
+    ]
+    const results = await Promise.all(cases.map((args) => bound(args)))
+    results.forEach((r, i) => {
+      expect(r.code, cases[i]!.join(' ')).toBe(2)
+      expect(r.stdout).toBe('')
+      expect(r.stderr).toMatch(/^bound: ERR_USAGE: /)
+      expect(r.stderr).not.toContain(secret)
+    })
+    expect(results[0]!.stderr).toMatch(/--dpop-key FILE is required/)
+    expect(results[1]!.stderr).toMatch(/--nonce is not a valid DPoP nonce/)
+    const missing = await bound(['proof', 'GET', `${kit.api}/x`, '--dpop-key', 'nope.jwk'])
+    expect(missing.code).toBe(1)
+    expect(missing.stderr).toMatch(/^bound: ERR_FILE: /)
+  })
+})
+
+describe('- for standard input and output (issue 15)', () => {
+  it('keygen --out - prints the private JWK (nothing written); fetch --dpop-key - reads it back from stdin', async () => {
+    const before = await readdir(dir)
+    const r = await bound(['keygen', '--out', '-', '--alg', 'ES384'])
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    expect(await readdir(dir)).toEqual(before)
+    expect(existsSync(join(dir, '-'))).toBe(false)
+    const jwk = JSON.parse(r.stdout) as JWK
+    expect(jwk).toMatchObject({ kty: 'EC', crv: 'P-384', alg: 'ES384', use: 'sig' })
+    expect(typeof jwk.d).toBe('string')
+    expect(jwk.kid).toBe(await calculateJwkThumbprint({ kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y }, 'sha256'))
+
+    const f = await bound(['fetch', `${kit.api}/orders`, ...secretBasic, '--dpop-key', '-'], { env: secretEnv(), stdin: r.stdout })
+    expect(f.stderr).toBe('')
+    expect(f.code).toBe(0)
+    expect(JSON.parse(f.stdout)).toMatchObject({ binding: 'dpop', jkt: jwk.kid })
+  })
+
+  it('keygen --out - with --json is a usage error', async () => {
+    const r = await bound(['keygen', '--out', '-', '--json'])
+    expect(r).toMatchObject({ code: 2, stdout: '' })
+    expect(r.stderr).toMatch(/^bound: ERR_USAGE: --json does not go with --out -/)
+  })
+
+  it('thumbprint - reads the certificate from stdin', async () => {
+    const w = kit.pki.workload
+    const r = await bound(['thumbprint', '-', '--json'], { stdin: w.certPem })
+    expect(r.code).toBe(0)
+    expect(JSON.parse(r.stdout)).toMatchObject({ 'x5t#S256': w.x5tS256, spiffeId: w.spiffeId })
+    const garbage = await bound(['thumbprint', '-'], { stdin: 'not a certificate' })
+    expect(garbage.code).toBe(1)
+    expect(garbage.stderr).toMatch(/^bound: ERR_MTLS_CERTIFICATE_INVALID: standard input holds no readable X\.509 certificate/)
+  })
+
+  it('token: --cert -, --ca - and --subject-token-file - read stdin', async () => {
+    const w = kit.pki.workload
+    const c = kit.clients.tlsClientAuth
+    const cert = await bound(['token', '--issuer', kit.issuer, '--ca', caFile, '--client-id', c.clientId, '--cert', '-', '--key', w.keyFile, '--json'], { stdin: w.certPem })
+    expect(cert.stderr).toBe('')
+    expect(cert.code).toBe(0)
+    expect(JSON.parse(cert.stdout)).toMatchObject({ token_type: 'Bearer', x5t: w.x5tS256 })
+
+    const ca = await bound(['token', '--issuer', kit.issuer, '--ca', '-', '--client-id', kit.clients.secretBasic.clientId, '--client-secret-env', 'BOUND_TEST_SECRET'], { env: secretEnv(), stdin: kit.ca })
+    expect(ca.stderr).toBe('')
+    expect(ca.code).toBe(0)
+
+    const subject = await kit.workloadIdentity.mintToken({ sub: 'system:serviceaccount:ci:stdin' })
+    const exchanged = await bound(['token', ...secretBasic, '--subject-token-file', '-', '--resource', kit.resource, '--json'], { env: secretEnv(), stdin: `${subject}\n` })
+    expect(exchanged.stderr).toBe('')
+    expect(exchanged.code).toBe(0)
+    const t = JSON.parse(exchanged.stdout) as { access_token: string }
+    expect(JSON.parse(Buffer.from(t.access_token.split('.')[1]!, 'base64url').toString('utf8'))).toMatchObject({ sub: 'system:serviceaccount:ci:stdin' })
+  })
+
+  it('only one option may read stdin: a second - is a usage error, before anything is sent', async () => {
+    kit.as.resetCounters()
+    const w = kit.pki.workload
+    const r = await bound(['token', '--issuer', kit.issuer, '--ca', caFile, '--client-id', kit.clients.tlsClientAuth.clientId, '--cert', '-', '--key', '-'], { stdin: w.certPem + w.keyPem })
+    expect(r).toMatchObject({ code: 2, stdout: '' })
+    expect(r.stderr).toMatch(/^bound: ERR_USAGE: --key -: standard input is already read for --cert/)
+    expect(r.stderr).not.toContain('PRIVATE KEY')
+    const f = await bound(['fetch', `${kit.api}/orders`, ...secretBasic, '--data-file', '-', '--dpop-key', '-'], { env: secretEnv(), stdin: 'x=1' })
+    expect(f.code).toBe(2)
+    expect(f.stderr).toMatch(/^bound: ERR_USAGE: --dpop-key -: standard input is already read for --data-file/)
+    expect(kit.as.counters().tokenRequests).toBe(0)
+  })
+})
+
+describe('bound from the checkout (issue 15)', () => {
+  const root = fileURLToPath(new URL('../../../', import.meta.url))
+
+  it('npm links the bin at install time: its file is committed (npm skips a bin whose file is missing, and `npm ci` runs before the build)', async () => {
+    const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as { bin: Record<string, string>; files: string[] }
+    const bin = pkg.bin.bound!
+    expect(bin).not.toMatch(/^(\.\/)?dist\//)
+    const file = fileURLToPath(new URL(`../${bin}`, import.meta.url))
+    expect((await readFile(file, 'utf8')).startsWith('#!/usr/bin/env node\n')).toBe(true)
+    expect((await stat(file)).mode & 0o111).not.toBe(0)
+    expect(pkg.files).toContain(bin.replace(/^\.\//, '').split('/')[0])
+    expect(realpathSync(join(root, 'node_modules', '.bin', 'bound')), 'node_modules/.bin/bound (run npm ci or npm install after pulling this change)').toBe(file)
+  })
+
+  it('`npm exec bound` and `npx bound` from the repository root run this checkout\'s bound (offline: never the registry)', async () => {
+    const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+    const env = { npm_config_update_notifier: 'false', npm_config_fund: 'false', npm_config_audit: 'false' }
+    const [viaExec, viaNpx] = await Promise.all([
+      spawnIn('npm', ['exec', '--offline', 'bound', '--', '--version'], root, env),
+      spawnIn('npx', ['--no-install', 'bound', '--version'], root, env),
+    ])
+    expect(viaExec, viaExec.stderr).toMatchObject({ code: 0, stdout: `${pkg.version}\n` })
+    expect(viaNpx, viaNpx.stderr).toMatchObject({ code: 0, stdout: `${pkg.version}\n` })
+  })
+})
+
 describe('bound itself', () => {
   it('--version, --help, <command> --help', async () => {
     const pkg = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
     expect(await bound(['--version'])).toMatchObject({ code: 0, stdout: `${pkg.version}\n` })
     const help = await bound(['--help'])
     expect(help.code).toBe(0)
-    for (const c of ['keygen', 'thumbprint', 'token', 'fetch']) expect(help.stdout).toContain(c)
+    for (const c of ['keygen', 'thumbprint', 'token', 'fetch', 'proof']) expect(help.stdout).toContain(c)
     const fetchHelp = await bound(['fetch', '--help'])
     expect(fetchHelp.code).toBe(0)
     expect(fetchHelp.stdout).toMatch(/^Usage: bound fetch <url>/)

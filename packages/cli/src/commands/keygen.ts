@@ -5,7 +5,7 @@ import { promisify } from 'node:util'
 import { DPOP_ALGS, importDpopKey, type DpopAlg } from '@bound/dpop'
 import { parseCommand } from '../args.js'
 import { CliError, usage } from '../errors.js'
-import type { Context } from '../io.js'
+import { writeAll, type Context } from '../io.js'
 
 const generate = promisify(generateKeyPair) as unknown as (type: string, options: object) => Promise<{ privateKey: KeyObject; publicKey: KeyObject }>
 
@@ -58,7 +58,7 @@ async function writePrivate(file: string, data: string, force: boolean, shown: s
   }
 }
 
-/** `bound keygen`: a DPoP key written as a private JWK (mode 0600); prints its `jkt`. */
+/** `bound keygen`: a DPoP key written as a private JWK (mode 0600); prints its `jkt`. `--out -` prints the JWK instead. */
 export async function keygen(args: readonly string[], ctx: Context): Promise<number> {
   const { values, positionals } = parseCommand('keygen', args, {
     alg: { type: 'string' },
@@ -71,14 +71,22 @@ export async function keygen(args: readonly string[], ctx: Context): Promise<num
   if (!DPOP_ALGS.includes(alg)) throw usage(`--alg must be one of ${DPOP_ALGS.join(', ')} (got ${JSON.stringify(String(values.alg).slice(0, 20))})`)
   const shown = values.out ?? 'dpop-key.jwk'
   if (shown === '') throw usage('--out is empty')
-  const file = ctx.path(shown)
+  const toStdout = shown === '-'
+  if (toStdout && values.json) throw usage('--json does not go with --out -: standard output carries the key itself (its kid is the jkt)')
 
   const privateKey = await exportableKey(alg)
   const jwk = privateKey.export({ format: 'jwk' })
   // the SDK checks the key can sign `alg`, and computes the RFC 7638 thumbprint
   const key = await importDpopKey({ ...jwk, alg }, { alg })
   const stored = { ...jwk, alg, use: 'sig', kid: key.jkt }
-  await writePrivate(file, `${JSON.stringify(stored, null, 2)}\n`, values.force ?? false, shown)
+  const text = `${JSON.stringify(stored, null, 2)}\n`
+  if (toStdout) {
+    // `--out -`: the private JWK itself on stdout (for a secret store or a pipe), nothing else
+    await writeAll(ctx.stdout, text)
+    return 0
+  }
+  const file = ctx.path(shown)
+  await writePrivate(file, text, values.force ?? false, shown)
 
   ctx.stdout.write(values.json ? `${JSON.stringify({ jkt: key.jkt, alg, file })}\n` : `${key.jkt}\n`)
   return 0
