@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process'
-import { readFileSync, mkdtempSync, writeFileSync, rmSync } from 'node:fs'
+import { readFileSync, readdirSync, mkdtempSync, writeFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -19,13 +19,12 @@ describe('packaging', () => {
     expect(errors).toEqual([])
   })
 
-  it.each(packages)('@bound/%s is ESM-only, side-effect free, engines >= 20.19, exact external versions', (name) => {
+  it.each(packages)('@bound/%s is ESM-only, side-effect free, engines >= 20.19, caret ranges for runtime dependencies (users can dedupe and patch)', (name) => {
     const pkg = JSON.parse(readFileSync(join(root, 'packages', name, 'package.json'), 'utf8'))
     expect(pkg).toMatchObject({ type: 'module', sideEffects: false, engines: { node: '>=20.19' } })
     expect(pkg.exports['.']).toEqual({ types: './dist/index.d.ts', default: './dist/index.js' })
     for (const [dep, range] of Object.entries(pkg.dependencies ?? {})) {
-      if (dep.startsWith('@bound/')) expect(range).toMatch(/^\^\d+\.\d+\.\d+$/)
-      else expect(range).toMatch(/^\d+\.\d+\.\d+$/)
+      expect(range).toMatch(/^\^\d+\.\d+\.\d+$/)
     }
   })
 
@@ -33,6 +32,13 @@ describe('packaging', () => {
     const pkg = JSON.parse(readFileSync(join(root, 'packages', name, 'package.json'), 'utf8'))
     expect(Object.keys(pkg.dependencies)).not.toContain(name)
     expect(pkg.peerDependencies[name]).toMatch(/^\^\d/)
+  })
+
+  it.each(packages)('@bound/%s declares only dependencies its code imports', (name) => {
+    const pkg = JSON.parse(readFileSync(join(root, 'packages', name, 'package.json'), 'utf8'))
+    const walk = (d: string): string[] => readdirSync(d, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(d, e.name)) : e.name.endsWith('.ts') ? [readFileSync(join(d, e.name), 'utf8')] : []))
+    const code = walk(join(root, 'packages', name, 'src')).join('\n')
+    for (const dep of Object.keys(pkg.dependencies ?? {})) expect(code, `${dep} is declared but never imported`).toMatch(new RegExp(`(from |import\\(|import )'${dep.replace('/', '\\/')}(/[^']*)?'`))
   })
 
   it('a CommonJS caller can require() @bound/fetch on this Node', () => {
