@@ -1,9 +1,7 @@
 // An AI agent's tool runner: ordinary tool calls just work; a sensitive one meets the API's step-up
 // challenge (RFC 9470), which reaches the application through onStepUp — here a stand-in for a human
 // who approves — and the call is retried with a stepped-up token. A declined approval stops there.
-import { createBoundFetch, getChallenges } from '@bound/fetch'
-import { clientCredentials, clientSecretBasic, createSession } from '@bound/oauth'
-import { generateDpopKey } from '@bound/dpop'
+import { createBoundFetch, getChallenges, clientCredentials, clientSecretBasic, createSession, generateDpopKey } from '@bound/fetch'
 import { check, log, run, startServers } from '@example/support'
 
 run(async () => {

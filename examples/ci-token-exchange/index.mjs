@@ -3,9 +3,7 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createBoundFetch } from '@bound/fetch'
-import { clientSecretBasic, createSession, fromEnv, fromFile, tokenExchange } from '@bound/oauth'
-import { generateDpopKey } from '@bound/dpop'
+import { createBoundFetch, clientSecretBasic, createSession, fromEnv, fromFile, tokenExchange, generateDpopKey } from '@bound/fetch'
 import { check, log, run, startServers } from '@example/support'
 
 run(async () => {
@@ -38,7 +36,7 @@ run(async () => {
     log('job finished: tokens revoked, DPoP key discarded')
   }
   // proof that the job's token is dead: the RS refuses it now
-  const { createTransport } = await import('@bound/http')
+  const { createTransport } = await import('@bound/fetch')
   const probe = createTransport({ ca: kit.ca })
   const after = await probe.fetch(`${kit.api}/deployments`, { headers: { authorization: `DPoP ${token.value}`, dpop: await session.dpop.proof('GET', `${kit.api}/deployments`, { accessToken: token.value }) } })
   log(`the revoked token now gets HTTP ${after.status}`)

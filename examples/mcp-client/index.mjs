@@ -4,9 +4,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js'
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js'
-import { createBoundFetch } from '@bound/fetch'
-import { clientCredentials, clientSecretBasic, createSession } from '@bound/oauth'
-import { generateDpopKey } from '@bound/dpop'
+import { createBoundFetch, clientCredentials, clientSecretBasic, createSession, generateDpopKey } from '@bound/fetch'
 import { check, log, run, startServers } from '@example/support'
 
 run(async () => {

@@ -5,9 +5,7 @@ import { fork } from 'node:child_process'
 import { copyFile, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createBoundFetch } from '@bound/fetch'
-import { clientCredentials, createSession, tlsClientAuth } from '@bound/oauth'
-import { loadClientCertificate } from '@bound/mtls'
+import { createBoundFetch, clientCredentials, createSession, tlsClientAuth, loadClientCertificate } from '@bound/fetch'
 import { check, log, run, startServers } from '@example/support'
 
 run(async () => {

@@ -3,10 +3,7 @@
 import { copyFile, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createBoundFetch } from '@bound/fetch'
-import { createSession, clientCredentials, clientSecretBasic, tlsClientAuth } from '@bound/oauth'
-import { generateDpopKey } from '@bound/dpop'
-import { loadClientCertificate } from '@bound/mtls'
+import { createBoundFetch, createSession, clientCredentials, clientSecretBasic, tlsClientAuth, generateDpopKey, loadClientCertificate } from '@bound/fetch'
 
 // oidc-provider warns that Node 20 is past its support window and that its in-memory store is for
 // development: both true and expected for a demo; keep the story readable.

@@ -1,9 +1,7 @@
 // A Node HTTP service that calls a downstream API with client credentials, private_key_jwt client
 // authentication and DPoP-bound tokens. Its own callers know nothing of tokens.
 import { createServer } from 'node:http'
-import { createBoundFetch } from '@bound/fetch'
-import { clientCredentials, createSession, privateKeyJwt } from '@bound/oauth'
-import { generateDpopKey } from '@bound/dpop'
+import { createBoundFetch, clientCredentials, createSession, privateKeyJwt, generateDpopKey } from '@bound/fetch'
 import { check, log, run, startServers } from '@example/support'
 
 run(async () => {

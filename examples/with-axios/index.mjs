@@ -2,8 +2,7 @@
 // interceptors and JSON handling; every request to the API bound to the workload's DPoP key.
 import axios from 'axios'
 import { boundAdapter, getChallenges } from '@bound/axios'
-import { clientCredentials, clientSecretBasic, createSession } from '@bound/oauth'
-import { generateDpopKey } from '@bound/dpop'
+import { clientCredentials, clientSecretBasic, createSession, generateDpopKey } from '@bound/fetch'
 import { check, log, run, startServers } from '@example/support'
 
 run(async () => {

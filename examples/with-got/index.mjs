@@ -2,8 +2,7 @@
 // the API carries the bound token and a fresh DPoP proof.
 import got from 'got'
 import { boundHooks } from '@bound/got'
-import { clientCredentials, clientSecretBasic, createSession } from '@bound/oauth'
-import { generateDpopKey } from '@bound/dpop'
+import { clientCredentials, clientSecretBasic, createSession, generateDpopKey } from '@bound/fetch'
 import { check, log, run, startServers } from '@example/support'
 
 run(async () => {

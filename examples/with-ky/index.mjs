@@ -1,9 +1,7 @@
 // ky (a fetch wrapper people like) on top of Bound's fetch: ky's retries, hooks and JSON helpers,
 // Bound's bound session underneath.
 import ky from 'ky'
-import { createBoundFetch } from '@bound/fetch'
-import { clientCredentials, clientSecretBasic, createSession } from '@bound/oauth'
-import { generateDpopKey } from '@bound/dpop'
+import { createBoundFetch, clientCredentials, clientSecretBasic, createSession, generateDpopKey } from '@bound/fetch'
 import { check, log, run, startServers } from '@example/support'
 
 run(async () => {

@@ -1,9 +1,7 @@
 // The OpenAI SDK pointed at an OpenAI-compatible endpoint behind a verifying gateway, with Bound's
 // fetch: the SDK's own `Authorization` is replaced by the bound token and a proof.
 import OpenAI from 'openai'
-import { createBoundFetch } from '@bound/fetch'
-import { clientCredentials, clientSecretBasic, createSession } from '@bound/oauth'
-import { generateDpopKey } from '@bound/dpop'
+import { createBoundFetch, clientCredentials, clientSecretBasic, createSession, generateDpopKey } from '@bound/fetch'
 import { check, log, run, startServers } from '@example/support'
 
 run(async () => {

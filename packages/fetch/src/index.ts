@@ -1,7 +1,9 @@
 /**
  * `@bound/fetch`: a drop-in `fetch` (and an undici interceptor) that sends every request to the
  * configured origins with a DPoP- or certificate-bound token, and answers the servers' challenges.
- * Re-exports what an application needs from `@bound/oauth`, `@bound/dpop` and `@bound/core`.
+ * Re-exports everything an application needs from `@bound/oauth`, `@bound/dpop`, `@bound/mtls`,
+ * `@bound/http` and `@bound/core` — sessions, grants, client authentication, keys, certificates,
+ * the transport and the errors — so one import serves it.
  *
  * @packageDocumentation
  * @module @bound/fetch
@@ -15,9 +17,16 @@ export { FetchNetworkError } from './network-error.js'
 export type { BoundOptions, StepUpChallenge, StepUpResult } from './engine.js'
 export { getChallenges, mergeClaims } from './challenges.js'
 export type { ResponseChallenge } from './challenges.js'
-export { BoundError, isBoundError } from '@bound/core'
+// Everything an application needs to build a session and make bound requests, so one import
+// serves it. The building blocks (discovery, the proof builder, the nonce store, the token endpoint
+// client, certificate parsing) stay in their own packages.
+export { BoundError, isBoundError, TokenEndpointError } from '@bound/core'
 export type { BoundErrorCode, ClassifiedChallenge, ChallengeKind } from '@bound/core'
-export { createSession, clientCredentials, tokenExchange, jwtBearer, refreshToken, fromFile, fromEnv, clientSecretBasic, clientSecretPost, privateKeyJwt, tlsClientAuth, selfSignedTlsClientAuth, noClientAuth } from '@bound/oauth'
-export type { Session, SessionOptions, BoundToken, TokenRequest, StepUpApproval } from '@bound/oauth'
-export { generateDpopKey, importDpopKey } from '@bound/dpop'
-export type { DpopKey, DpopAlg } from '@bound/dpop'
+export { createSession, clientCredentials, refreshToken, tokenExchange, jwtBearer, TOKEN_TYPES, fromFile, fromEnv, fromGitHubActions, clientSecretBasic, clientSecretPost, privateKeyJwt, tlsClientAuth, selfSignedTlsClientAuth, noClientAuth, attestationClientAuth, instrumentSession } from '@bound/oauth'
+export type { Session, SessionOptions, SessionEvents, TokenRequest, StepUpApproval, PostureAnswer, BoundToken, TokenBinding, ClientCredentialsOptions, TokenExchangeOptions, JwtBearerOptions, RefreshTokenGrantOptions, TokenSource, ClientAuth, PrivateKeyJwtOptions, AttestationClientAuthOptions, RefreshOptions, BackoffOptions, Logger, TelemetryOptions } from '@bound/oauth'
+export { generateDpopKey, importDpopKey, loadOrCreateDpopKey, fromSigner } from '@bound/dpop'
+export type { DpopKey, DpopAlg, DpopSigner, DpopKeyInput, GenerateDpopKeyOptions } from '@bound/dpop'
+export { loadClientCertificate } from '@bound/mtls'
+export type { ClientCertificate, ClientCertificatePem, LoadClientCertificateOptions, Pem } from '@bound/mtls'
+export { createTransport } from '@bound/http'
+export type { Transport, TransportOptions, ProxySetting, ProxyOptions, Interceptor } from '@bound/http'
