@@ -1,6 +1,8 @@
 import { X509Certificate, createHash, createPrivateKey, type KeyObject } from 'node:crypto'
 import { inspect } from 'node:util'
 import { BoundError } from '@bound/core'
+import { AsnConvert } from '@peculiar/asn1-schema'
+import { Certificate, ExtendedKeyUsage, SubjectAlternativeName, anyExtendedKeyUsage, id_ce_extKeyUsage, id_ce_subjectAltName, id_kp_clientAuth } from '@peculiar/asn1-x509'
 import type { Pem } from './client-certificate.js'
 
 /**
@@ -49,7 +51,9 @@ export function certificateThumbprint(cert: X509Certificate | Buffer | string): 
 }
 
 /**
- * The `spiffe://` URI SAN of a certificate, if any.
+ * The SPIFFE ID of a certificate: its URI SAN, when the certificate has exactly one URI SAN and it
+ * is a `spiffe://` URI (an X.509-SVID has exactly one). Read from the ASN.1 structure, never from
+ * Node's comma-joined `subjectAltName` text (a SAN value may itself contain commas or quotes).
  *
  * @example
  * ```ts
@@ -57,11 +61,39 @@ export function certificateThumbprint(cert: X509Certificate | Buffer | string): 
  * ```
  */
 export function spiffeIdOf(cert: X509Certificate): string | undefined {
-  const san = cert.subjectAltName ?? ''
-  for (const part of san.split(/,\s*/)) {
-    if (part.startsWith('URI:spiffe://')) return part.slice(4)
+  const uris = extensionsOf(cert).uris
+  return uris.length === 1 && uris[0]!.startsWith('spiffe://') ? uris[0] : undefined
+}
+
+/** The URI SANs and the extended key usages (undefined: no such extension) of a certificate, from its DER. */
+function extensionsOf(cert: X509Certificate): { uris: string[]; extendedKeyUsages: string[] | undefined } {
+  let parsed: Certificate
+  try {
+    parsed = AsnConvert.parse(cert.raw, Certificate)
+  } catch (err) {
+    throw new BoundError('ERR_MTLS_CERTIFICATE_INVALID', 'The client certificate could not be parsed (ASN.1)', { cause: err instanceof Error ? new Error(err.message) : undefined })
   }
-  return undefined
+  const extensions = parsed.tbsCertificate.extensions ?? []
+  const san = extensions.find((e) => e.extnID === id_ce_subjectAltName)
+  const eku = extensions.find((e) => e.extnID === id_ce_extKeyUsage)
+  const uris = san ? AsnConvert.parse(san.extnValue.buffer, SubjectAlternativeName).flatMap((name) => (name.uniformResourceIdentifier === undefined ? [] : [name.uniformResourceIdentifier])) : []
+  return { uris, extendedKeyUsages: eku ? [...AsnConvert.parse(eku.extnValue.buffer, ExtendedKeyUsage)] : undefined }
+}
+
+/** The chain leaf first, then each certificate's issuer in turn (by name); certificates that fit nowhere last, as given. */
+function chainOrder(certs: X509Certificate[], leafIndex: number): number[] {
+  const order = [leafIndex]
+  const left = new Set(certs.keys())
+  left.delete(leafIndex)
+  for (let current = certs[leafIndex]!; left.size > 0; ) {
+    if (current.issuer === current.subject) break // self-signed: the chain ends
+    const next = [...left].find((i) => certs[i]!.subject === current.issuer)
+    if (next === undefined) break
+    order.push(next)
+    left.delete(next)
+    current = certs[next]!
+  }
+  return [...order, ...left]
 }
 
 /**
@@ -94,12 +126,19 @@ export function parseClientIdentity(input: { cert: Pem; key: Pem; passphrase?: s
   const leafIndex = certs.findIndex((c) => c.checkPrivateKey(privateKey))
   if (leafIndex < 0) throw new BoundError('ERR_MTLS_CERTIFICATE_INVALID', 'The private key does not match the client certificate (nor any certificate in its chain)')
   const leaf = certs[leafIndex]!
-  const ordered = [blocks[leafIndex]!, ...blocks.filter((_, i) => i !== leafIndex)]
+  // RFC 5280 §4.2.1.12: a certificate whose extended key usage excludes clientAuth must not be
+  // used to authenticate a client (the server would refuse it, or worse, accept it wrongly)
+  const { uris, extendedKeyUsages } = extensionsOf(leaf)
+  if (extendedKeyUsages !== undefined && !extendedKeyUsages.includes(id_kp_clientAuth) && !extendedKeyUsages.includes(anyExtendedKeyUsage)) {
+    throw new BoundError('ERR_MTLS_CERTIFICATE_INVALID', `The client certificate (${leaf.subject.replace(/\n/g, ', ')}) is not for client authentication: its extended key usage lacks clientAuth (1.3.6.1.5.5.7.3.2)`)
+  }
+  // TLS sends the chain leaf first, each certificate followed by its issuer (RFC 8446 §4.4.2)
+  const ordered = chainOrder(certs, leafIndex).map((i) => blocks[i]!)
   const identity = {
     x5t: certificateThumbprint(leaf),
     subject: leaf.subject.replace(/\n/g, ', '),
     issuer: leaf.issuer.replace(/\n/g, ', '),
-    spiffeId: spiffeIdOf(leaf),
+    spiffeId: uris.length === 1 && uris[0]!.startsWith('spiffe://') ? uris[0] : undefined,
     notBefore: Date.parse(leaf.validFrom),
     notAfter: Date.parse(leaf.validTo),
     generation,

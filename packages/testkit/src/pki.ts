@@ -70,6 +70,10 @@ export interface ClientCertificateOptions {
   commonName: string
   /** URI SAN, e.g. a SPIFFE ID. */
   uri?: string
+  /** More subject alternative names, after `uri` (values with commas or quotes are fine: they are encoded, not joined). */
+  subjectAltNames?: { type: 'url' | 'dns' | 'email' | 'ip'; value: string }[]
+  /** Extended key usages (OIDs); `null` for none at all. Default `[clientAuth]`. */
+  extendedKeyUsages?: string[] | null
   /** Validity start; default one hour ago. */
   notBefore?: Date
   /** Validity end; default one day from now. */
@@ -221,15 +225,14 @@ async function issue(dir: string, request: IssueRequest): Promise<KeyedCertifica
   return { cert, keys, record }
 }
 
-function clientExtensions(uri: string | undefined): x509.Extension[] {
+function clientExtensions(uri: string | undefined, more: ClientCertificateOptions['subjectAltNames'] = [], usages: string[] | null = [x509.ExtendedKeyUsage.clientAuth]): x509.Extension[] {
   const extensions: x509.Extension[] = [
     new x509.BasicConstraintsExtension(false, undefined, true),
     new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-    new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth]),
   ]
-  if (uri !== undefined) {
-    extensions.push(new x509.SubjectAlternativeNameExtension([{ type: 'url', value: uri }]))
-  }
+  if (usages !== null) extensions.push(new x509.ExtendedKeyUsageExtension(usages))
+  const names = [...(uri !== undefined ? [{ type: 'url' as const, value: uri }] : []), ...more]
+  if (names.length > 0) extensions.push(new x509.SubjectAlternativeNameExtension(names))
   return extensions
 }
 
@@ -276,7 +279,7 @@ export async function createTestPki(options: TestPkiOptions = {}): Promise<TestP
         subject: `CN=${client.commonName}, O=${ORGANIZATION}`,
         notBefore: client.notBefore ?? notBefore,
         notAfter: client.notAfter ?? notAfter,
-        extensions: clientExtensions(client.uri),
+        extensions: clientExtensions(client.uri, client.subjectAltNames, client.extendedKeyUsages),
         ...(client.selfSigned === true ? {} : { issuer: ca }),
       })
       return issued.record
