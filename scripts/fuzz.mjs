@@ -23,7 +23,7 @@ const headerish = fc.oneof(
 const jsonish = fc.oneof(fc.jsonValue(), fc.record({ access_token: fc.oneof(fc.string(), fc.integer()), token_type: fc.oneof(fc.constantFrom('DPoP', 'dpop', 'Bearer', 'N_A'), fc.string()), expires_in: fc.oneof(fc.integer(), fc.string(), fc.double()), scope: fc.string(), refresh_token: fc.string() }, { requiredKeys: [] }))
 const targets = {
   'WWW-Authenticate parser + classifier': [headerish, (h) => { for (const c of parseChallenges(h)) classifyChallenge(c) }],
-  'token-response parser': [jsonish, (j) => typed(() => parseTokenResponse(j, 'fuzz', true, false))],
+  'token-response parser': [jsonish, (j) => typed(() => parseTokenResponse(j, 'fuzz', { dpop: true }))],
   'htu normalisation': [fc.oneof(fc.webUrl({ withQueryParameters: true, withFragments: true }), fc.string({ maxLength: 100 })), (u) => typed(() => normalizeHtu(u))],
   'claims-challenge decoder': [fc.oneof(fc.base64String({ maxLength: 400 }), fc.string({ maxLength: 200 }), fc.json().map((j) => Buffer.from(j).toString('base64url'))), (c) => void decodeClaimsParameter(c)],
 }

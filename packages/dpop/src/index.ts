@@ -6,7 +6,7 @@
  * @module @bound/dpop
  */
 export { generateDpopKey, importDpopKey, loadOrCreateDpopKey, fromSigner, jwkThumbprint, toPublicJwk, isPublicOnlyJwk, DPOP_ALGS } from './keys.js'
-export type { DpopAlg, DpopKey, DpopSigner, DpopKeyInput, DpopKeyPersistence, GenerateDpopKeyOptions, PublicJwk } from './keys.js'
+export type { DpopAlg, DpopKey, JwsSigner, DpopSigner, DpopKeyInput, DpopKeyPersistence, GenerateDpopKeyOptions, PublicJwk } from './keys.js'
 export { createProofBuilder, accessTokenHash } from './proof.js'
 export type { ProofBuilder, ProofInput } from './proof.js'
 export { createNonceStore, isValidNonce } from './nonce-store.js'

@@ -37,16 +37,17 @@ export type PublicJwk =
   | { kty: 'RSA'; n: string; e: string }
 
 /**
- * What signs DPoP proofs. Bound's own keys implement it; so can a KMS, an HSM or Vault transit.
- * `sign` returns the JWS signature bytes (for ES*: raw `r || s`, not DER).
+ * What signs a JWS for Bound: DPoP proofs, and the client assertions of `privateKeyJwt`. Bound's
+ * own keys implement it; so can a KMS, an HSM or Vault transit. `sign` returns the JWS signature
+ * bytes (for ES*: raw `r || s`, not DER).
  *
  * @example
  * ```ts
- * const signer: DpopSigner = { alg: 'ES256', publicJwk, sign: (bytes) => kms.sign({ keyId, message: bytes }) }
+ * const signer: JwsSigner = { alg: 'ES256', publicJwk, sign: (bytes) => kms.sign({ keyId, message: bytes }) }
  * const key = fromSigner(signer)
  * ```
  */
-export interface DpopSigner {
+export interface JwsSigner {
   /** The JWS `alg`. */
   readonly alg: DpopAlg
   /** The public key, as it goes into the proof header. Public members only. */
@@ -56,7 +57,18 @@ export interface DpopSigner {
 }
 
 /**
- * A DPoP key: a {@link DpopSigner} plus its RFC 7638 thumbprint (`jkt`).
+ * The former name of {@link JwsSigner} (it signs client assertions too, not only DPoP proofs).
+ *
+ * @deprecated Use {@link JwsSigner}; this alias goes in 0.3.
+ * @example
+ * ```ts
+ * const signer: JwsSigner = legacySigner satisfies DpopSigner
+ * ```
+ */
+export type DpopSigner = JwsSigner
+
+/**
+ * A DPoP key: a {@link JwsSigner} plus its RFC 7638 thumbprint (`jkt`).
  *
  * @example
  * ```ts
@@ -65,7 +77,7 @@ export interface DpopSigner {
  * console.log(key.jkt) // the cnf.jkt of the tokens bound to it
  * ```
  */
-export interface DpopKey extends DpopSigner {
+export interface DpopKey extends JwsSigner {
   /** RFC 7638 SHA-256 thumbprint of `publicJwk`, base64url: the `cnf.jkt` of tokens bound to it. */
   readonly jkt: string
 }
@@ -374,7 +386,7 @@ function isCryptoKeyPair(v: unknown): v is webcrypto.CryptoKeyPair {
 }
 
 /**
- * Wraps any {@link DpopSigner} (KMS, HSM, Vault transit…) as a {@link DpopKey}: checks the alg and
+ * Wraps any {@link JwsSigner} (KMS, HSM, Vault transit…) as a {@link DpopKey}: checks the alg and
  * that the JWK is public-only, and computes the `jkt`.
  *
  * @example
@@ -382,7 +394,7 @@ function isCryptoKeyPair(v: unknown): v is webcrypto.CryptoKeyPair {
  * const key = fromSigner({ alg: 'ES256', publicJwk, sign: (bytes) => kms.sign(bytes) })
  * ```
  */
-export function fromSigner(signer: DpopSigner): DpopKey {
+export function fromSigner(signer: JwsSigner): DpopKey {
   if (!DPOP_ALGS.includes(signer.alg)) throw new BoundError('ERR_DPOP_ALG_UNSUPPORTED', `Unsupported signer alg ${String(signer.alg)}`)
   if (!isPublicOnlyJwk(signer.publicJwk)) throw new BoundError('ERR_DPOP_KEY_INVALID', 'The signer publicJwk contains private members')
   const publicJwk = Object.freeze(toPublicJwk(signer.publicJwk))

@@ -102,7 +102,7 @@ export function createBoundSender(options: BoundFetchOptions, where = 'createBou
     }
     let data
     try {
-      data = await session.transport.request(url, { method: req.method, headers: flat, body: toRequestBody(req.body), signal: req.signal }, !token)
+      data = await session.transport.request(url, { method: req.method, headers: flat, body: toRequestBody(req.body), signal: req.signal, presentCertificate: token !== undefined })
     } catch (err) {
       throw toFetchError(err, url, req.signal)
     }

@@ -221,7 +221,7 @@ export function createChallengeEngine(options: BoundOptions, where = 'createBoun
     let nonce: string | undefined // the nonce a challenge just gave: used for the retry whatever the store says by then
     for (let stale = 0; ; ) {
       let token: BoundToken | undefined
-      if (session.ready) {
+      if (session.hasAuthorizationServer) {
         try {
           token = await session.token(need)
         } catch (err) {

@@ -25,7 +25,7 @@ export type { BoundErrorCode, ClassifiedChallenge, ChallengeKind } from '@bound/
 export { createSession, clientCredentials, refreshToken, tokenExchange, jwtBearer, TOKEN_TYPES, fromFile, fromEnv, fromGitHubActions, clientSecretBasic, clientSecretPost, privateKeyJwt, tlsClientAuth, selfSignedTlsClientAuth, noClientAuth, attestationClientAuth, instrumentSession } from '@bound/oauth'
 export type { Session, SessionOptions, SessionEvents, TokenRequest, StepUpApproval, PostureAnswer, BoundToken, TokenBinding, ClientCredentialsOptions, TokenExchangeOptions, JwtBearerOptions, RefreshTokenGrantOptions, TokenSource, ClientAuth, PrivateKeyJwtOptions, AttestationClientAuthOptions, RefreshOptions, BackoffOptions, Logger, TelemetryOptions } from '@bound/oauth'
 export { generateDpopKey, importDpopKey, loadOrCreateDpopKey, fromSigner } from '@bound/dpop'
-export type { DpopKey, DpopAlg, DpopSigner, DpopKeyInput, GenerateDpopKeyOptions } from '@bound/dpop'
+export type { DpopKey, DpopAlg, JwsSigner, DpopKeyInput, GenerateDpopKeyOptions } from '@bound/dpop'
 export { loadClientCertificate } from '@bound/mtls'
 export type { ClientCertificate, ClientCertificatePem, LoadClientCertificateOptions, Pem } from '@bound/mtls'
 export { createTransport } from '@bound/http'

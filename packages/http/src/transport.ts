@@ -98,6 +98,11 @@ export interface TransportRequestOptions {
   body?: string | Uint8Array | NodeJS.ReadableStream | AsyncIterable<Uint8Array> | null
   /** Aborts the request. */
   signal?: AbortSignal | undefined
+  /**
+   * Present the client certificate (the request carries credentials for an origin that gets
+   * them). Default false: a request presents no certificate unless it says so.
+   */
+  presentCertificate?: boolean
 }
 
 /**
@@ -138,9 +143,9 @@ export interface Transport {
   readonly clientCertificate: ClientCertificate | undefined
   /**
    * undici's dispatcher API (`undici.request`): the fast path a bound fetch is built on. Presents the
-   * client certificate unless `anonymous`. Redirects are not followed.
+   * client certificate only with `presentCertificate: true`. Redirects are not followed.
    */
-  request(url: URL, options: TransportRequestOptions, anonymous?: boolean): Promise<Dispatcher.ResponseData>
+  request(url: URL, options: TransportRequestOptions): Promise<Dispatcher.ResponseData>
   /**
    * undici's low-level `dispatch` through the current certificate generation (the certificate is
    * checked first, and presented): for an integration that has decided the origin gets
@@ -297,8 +302,8 @@ export function createTransport(options: TransportOptions = {}): Transport {
     }
     return send(url, presenting, (dispatcher) => undiciFetch(input, { ...init, dispatcher }))
   }
-  const request = (url: URL, init: TransportRequestOptions, anon = false): Promise<Dispatcher.ResponseData> =>
-    send(url, !anon, (dispatcher) =>
+  const request = (url: URL, init: TransportRequestOptions): Promise<Dispatcher.ResponseData> =>
+    send(url, init.presentCertificate === true, (dispatcher) =>
       undiciRequest(url, {
         method: init.method as Dispatcher.HttpMethod,
         headers: init.headers,

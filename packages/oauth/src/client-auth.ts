@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { BoundError } from '@bound/core'
 import { durationMs, optionsChecker } from '@bound/core/internal'
 import { z } from 'zod'
-import { importDpopKey, type DpopAlg, type DpopKeyInput, type DpopSigner } from '@bound/dpop'
+import { importDpopKey, type DpopAlg, type DpopKeyInput, type JwsSigner } from '@bound/dpop'
 
 /**
  * What a client authentication method may add to a token-endpoint request.
@@ -193,7 +193,7 @@ const checkPrivateKeyJwt = optionsChecker('privateKeyJwt', {
  * createSession({ …, clientAuth: privateKeyJwt(readFileSync('client-key.pem', 'utf8'), { kid: 'k1' }) })
  * ```
  */
-export function privateKeyJwt(key: DpopKeyInput | DpopSigner, options: PrivateKeyJwtOptions = {}): ClientAuth {
+export function privateKeyJwt(key: DpopKeyInput | JwsSigner, options: PrivateKeyJwtOptions = {}): ClientAuth {
   checkPrivateKeyJwt(options)
   const lifetime = Math.ceil((options.lifetimeMs ?? 60_000) / 1000)
   const signer = lazySigner(key, options.alg)
@@ -229,7 +229,7 @@ export interface AttestationClientAuthOptions {
    */
   attestation: string | (() => string | Promise<string>)
   /** The instance key: the private half of the attestation's `cnf.jwk` (it signs the PoP). */
-  key: DpopKeyInput | DpopSigner
+  key: DpopKeyInput | JwsSigner
   /** PoP `alg`; default from the key type. */
   alg?: DpopAlg
 }
@@ -266,14 +266,14 @@ export function attestationClientAuth(options: AttestationClientAuthOptions): Cl
 }
 
 /** A signer given as one, or imported from key material on first use (once). */
-function lazySigner(key: DpopKeyInput | DpopSigner, alg: DpopAlg | undefined): () => Promise<DpopSigner> {
-  const given = typeof key === 'object' && key !== null && 'publicJwk' in key && typeof (key as DpopSigner).sign === 'function'
-  let signer: Promise<DpopSigner> | undefined
-  return () => (signer ??= given ? Promise.resolve(key as DpopSigner) : importDpopKey(key as DpopKeyInput, alg ? { alg } : {}))
+function lazySigner(key: DpopKeyInput | JwsSigner, alg: DpopAlg | undefined): () => Promise<JwsSigner> {
+  const given = typeof key === 'object' && key !== null && 'publicJwk' in key && typeof (key as JwsSigner).sign === 'function'
+  let signer: Promise<JwsSigner> | undefined
+  return () => (signer ??= given ? Promise.resolve(key as JwsSigner) : importDpopKey(key as DpopKeyInput, alg ? { alg } : {}))
 }
 
 /** A compact JWS of `claims` under `header`, signed by `signer`. */
-async function signJwt(signer: DpopSigner, header: object, claims: object): Promise<string> {
+async function signJwt(signer: JwsSigner, header: object, claims: object): Promise<string> {
   const input = `${Buffer.from(JSON.stringify(header)).toString('base64url')}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`
   return `${input}.${Buffer.from(await signer.sign(Buffer.from(input))).toString('base64url')}`
 }

@@ -246,8 +246,8 @@ export interface Session {
   readonly events: Emitter<SessionEvents>
   /** The default resource indicator: the grant's. */
   readonly resource: string | undefined
-  /** Whether the session knows where to earn tokens (an issuer or token endpoint, given or learned). */
-  readonly ready: boolean
+  /** Whether the session knows where to earn tokens: an issuer or token endpoint, given or learned (RFC 9728). */
+  readonly hasAuthorizationServer: boolean
   /**
    * Takes what a protected resource's RFC 9728 metadata says: its authorization server (when the
    * session has none yet, and only where that is safe: see `trustedIssuers`; refused when it names
@@ -484,7 +484,7 @@ export function createSession(options: SessionOptions): Session {
     get issuer() {
       return acquisition.issuer
     },
-    get ready() {
+    get hasAuthorizationServer() {
       return acquisition.ready
     },
     dpop,

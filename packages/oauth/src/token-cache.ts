@@ -131,7 +131,7 @@ export function createTokenCache(options: TokenCacheOptions) {
     },
     /** Holds a token set the application obtained for `req`, validated like a token response. */
     adopt(req: TokenRequest, tokenSet: Record<string, unknown>): BoundToken {
-      const parsed = parseTokenResponse(tokenSet, 'the token set given by the application', dpop !== undefined, options.acceptBearerDowngrade)
+      const parsed = parseTokenResponse(tokenSet, 'the token set given by the application', { dpop: dpop !== undefined, acceptBearerDowngrade: options.acceptBearerDowngrade })
       const { key, params } = keyOf(req)
       const bound = parsed.type === 'DPoP' && dpop ? { jkt: dpop.jkt } : {}
       const token = holdable(parsed.response, parsed.type, clock.now(), params.scope, key, manager.nextGeneration(), bound)

@@ -182,7 +182,7 @@ export async function requestTokenFromEndpoint(ctx: TokenRequestContext): Promis
     ctx.onResponse?.({ status: res.status, nonceRetry: false })
 
     if (json === undefined) throw new BoundError('ERR_TOKEN_RESPONSE_INVALID', `The token endpoint ${ctx.endpoint} answered 200 with a body that is not JSON (content-type ${res.headers.get('content-type') ?? 'none'})`)
-    const { response, type } = parseTokenResponse(json, `the token endpoint ${ctx.endpoint}`, ctx.dpop !== undefined, ctx.acceptBearerDowngrade ?? false)
+    const { response, type } = parseTokenResponse(json, `the token endpoint ${ctx.endpoint}`, { dpop: ctx.dpop !== undefined, acceptBearerDowngrade: ctx.acceptBearerDowngrade ?? false })
     return { response, type, attempts: attempt, jkt }
   }
 }
@@ -195,10 +195,10 @@ export async function requestTokenFromEndpoint(ctx: TokenRequestContext): Promis
  *
  * @example
  * ```ts
- * const { response, type } = parseTokenResponse(await res.json(), 'the token endpoint', true, false)
+ * const { response, type } = parseTokenResponse(await res.json(), 'the token endpoint', { dpop: true })
  * ```
  */
-export function parseTokenResponse(json: unknown, from: string, dpop: boolean, acceptBearerDowngrade: boolean): { response: TokenResponse; type: 'DPoP' | 'Bearer' } {
+export function parseTokenResponse(json: unknown, from: string, { dpop, acceptBearerDowngrade = false }: { dpop: boolean; acceptBearerDowngrade?: boolean }): { response: TokenResponse; type: 'DPoP' | 'Bearer' } {
   const parsed = tokenResponseSchema.safeParse(json)
   if (!parsed.success) {
     const issue = parsed.error.issues[0]

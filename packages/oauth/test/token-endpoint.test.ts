@@ -145,7 +145,7 @@ describe('parseTokenResponse under fuzzing (a sample; npm run fuzz runs 100,000)
     const { BoundError } = await import('@bound/core')
     fc.assert(fc.property(fc.oneof(fc.jsonValue(), fc.record({ access_token: fc.oneof(fc.string(), fc.integer()), token_type: fc.oneof(fc.constantFrom('DPoP', 'Bearer'), fc.string()), expires_in: fc.oneof(fc.integer(), fc.string()) }, { requiredKeys: [] })), (json) => {
       try {
-        parseTokenResponse(json, 'fuzz', true, false)
+        parseTokenResponse(json, 'fuzz', { dpop: true })
       } catch (err) {
         expect(err).toBeInstanceOf(BoundError)
         const at = (json as { access_token?: unknown } | null)?.access_token
