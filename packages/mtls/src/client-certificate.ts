@@ -45,7 +45,7 @@ export interface ClientCertificatePem {
 export interface ClientCertificateEvents {
   /** A new certificate and key were loaded and checked; new requests use them. */
   rotated: { previous: ClientIdentity; current: ClientIdentity }
-  /** The current certificate expires soon (see `expiryWarning`). */
+  /** The current certificate expires soon (see {@link LoadClientCertificateOptions.expiryWarningMs}). */
   expiring: { identity: ClientIdentity; expiresInMs: number }
   /** A reload found files that could not be used (half-written, mismatched, unreadable); the current certificate stays. */
   error: { code: string; message: string }
