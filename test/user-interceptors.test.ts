@@ -12,7 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { interceptors, type Dispatcher } from 'undici'
 import { startTestkit, type Testkit } from '@bound/testkit'
 import { createBoundFetch } from '@bound/fetch'
-import { clientCredentials, createSession, tlsClientAuth } from '@bound/oauth'
+import { clientCredentials, clientSecretBasic, createSession, tlsClientAuth } from '@bound/oauth'
+import { generateDpopKey } from '@bound/dpop'
 import { loadClientCertificate } from '@bound/mtls'
 
 let kit: Testkit
@@ -101,6 +102,45 @@ describe('user interceptors beneath Bound (issue 14, NET-04)', () => {
       expect(res.status).toBe(200)
       expect(res.redirected).toBe(true)
       expect(otherSeen).toEqual([{ path: '/landed', authorization: undefined, peer: undefined }])
+    } finally {
+      await session.close()
+    }
+  })
+
+  it('cache beneath Bound: a credentialed response is never served from the cache to another request; a public one is', async () => {
+    let apiHits = 0
+    kit.rs.route('/cacheable', ({ res }) => void (apiHits++, res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=60' }).end('per-caller')))
+    const c = kit.clients.secretBasic
+    const session = createSession({ issuer: kit.issuer, clientId: c.clientId, clientAuth: clientSecretBasic(c.clientSecret), grant: clientCredentials({ resource: kit.resource }), dpop: await generateDpopKey(), ca: kit.ca, interceptors: [interceptors.cache()] })
+    try {
+      const fetch = createBoundFetch({ session, origins: [kit.api] })
+      for (let i = 0; i < 3; i++) expect(await (await fetch(`${kit.api}/cacheable`)).text()).toBe('per-caller')
+      // a request with Authorization is not stored by a shared cache (RFC 9111 §3.5): every one reached the API
+      expect(apiHits).toBe(3)
+      // the cache does work beneath Bound, for what is not credentialed
+      const cacheableOther = createHttpsServer({ key: kit.pki.server.keyPem, cert: kit.pki.server.certPem }, (_req, res) => void (apiHits++, res.writeHead(200, { 'cache-control': 'public, max-age=60' }).end('public')))
+      await new Promise<void>((r) => cacheableOther.listen(0, '127.0.0.1', r))
+      const publicUrl = `https://localhost:${(cacheableOther.address() as AddressInfo).port}/public`
+      apiHits = 0
+      for (let i = 0; i < 3; i++) expect(await (await fetch(publicUrl)).text()).toBe('public')
+      expect(apiHits).toBe(1)
+      await new Promise((r) => cacheableOther.close(r))
+    } finally {
+      await session.close()
+    }
+  })
+
+  it('retry beneath Bound is the unsafe order: the retried request re-sends the same DPoP proof and the resource server refuses it (compose retry above Bound)', async () => {
+    let flaky = 0
+    kit.rs.route('/flaky-beneath', ({ res }) => void (++flaky % 2 === 1 ? res.writeHead(503).end() : res.writeHead(200).end('ok')))
+    const c = kit.clients.secretBasic
+    const session = createSession({ issuer: kit.issuer, clientId: c.clientId, clientAuth: clientSecretBasic(c.clientSecret), grant: clientCredentials({ resource: kit.resource }), dpop: await generateDpopKey(), ca: kit.ca, interceptors: [interceptors.retry({ maxRetries: 1, minTimeout: 10, statusCodes: [503] })] })
+    try {
+      const fetch = createBoundFetch({ session, origins: [kit.api] })
+      await (await fetch(`${kit.api}/orders`)).text() // the nonce is learned
+      kit.rs.resetCounters()
+      await (await fetch(`${kit.api}/flaky-beneath`)).text()
+      expect(kit.rs.counters().replayedJti).toBeGreaterThanOrEqual(1)
     } finally {
       await session.close()
     }
