@@ -85,6 +85,22 @@ describe('egress proxy (issue 14)', () => {
     expect(relayed.toLowerCase()).not.toContain('authorization')
   })
 
+  it('NET-01: an AS that is not on loopback is reached through the proxy too: the token request tunnels, and the proxy reads neither the client secret nor the token', async () => {
+    const p = await proxy()
+    const c = kit.clients.secretBasic
+    const as = `https://as.bound.test:${new URL(kit.issuer).port}`
+    // (no DPoP here: the testkit's AS checks htu against its own 127.0.0.1 URL)
+    const session = createSession({ tokenEndpoint: `${as}/token`, clientId: c.clientId, clientAuth: clientSecretBasic(c.clientSecret), grant: clientCredentials({ resource: kit.resource }), ca: kit.ca, proxy: p.url })
+    sessions.push(session)
+    const token = await session.token()
+    expect(token.type).toBe('Bearer')
+    expect(p.records.map((r) => r.target)).toEqual([`as.bound.test:${new URL(kit.issuer).port}`])
+    const relayed = p.relayed()
+    expect(relayed).not.toContain(token.value)
+    expect(relayed).not.toContain(c.clientSecret)
+    expect(relayed).not.toContain(Buffer.from(`${c.clientId}:${c.clientSecret}`).toString('base64'))
+  })
+
   it('NET-02: an mTLS session presents its certificate to the origin inside the tunnel (certificate-bound token accepted), never to the proxy', async () => {
     const p = await proxy()
     const c = kit.clients.tlsClientAuth
