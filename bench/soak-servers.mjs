@@ -2,7 +2,7 @@
 const warn = console.warn
 console.warn = (...args) => void (String(args[0]).startsWith('oidc-provider WARNING') || warn(...args))
 const { startTestkit } = await import('@bound/testkit')
-const kit = await startTestkit({ accessTokenTtl: Number(process.env.SOAK_TTL ?? 5), rsAcceptsPreviousNonce: true }) // a busy RS keeps a grace window
+const kit = await startTestkit({ accessTokenTtlSeconds: Number(process.env.SOAK_TTL ?? 5), rsAcceptsPreviousNonce: true }) // a busy RS keeps a grace window
 process.send({ ready: { issuer: kit.issuer, api: kit.api, resource: kit.resource, ca: kit.ca, client: kit.clients.tlsClientAuthDpop, pki: { workload: kit.pki.workload, workloadRotated: kit.pki.workloadRotated } } })
 process.on('message', async (m) => {
   if (m.rotateNonce) kit.rs.rotateNonce()

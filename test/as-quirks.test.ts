@@ -141,14 +141,14 @@ describe('an AS whose token response omits expires_in', () => {
     const { session } = await boundClient()
     const token = await session.token()
     expect(token.lifetimeAssumed).toBe(false)
-    expect(token.expiresAt - token.receivedAt).toBe(300_000) // the testkit's accessTokenTtl
+    expect(token.expiresAt - token.receivedAt).toBe(300_000) // the testkit's accessTokenTtlSeconds
   })
 
   describe('when the real lifetime is shorter than the assumed one', () => {
     let shortLived: Testkit
     beforeAll(async () => {
       // tokens really live 30 s; the AS does not say so
-      shortLived = await startTestkit({ accessTokenTtl: 30, asQuirks: { omitExpiresIn: true } })
+      shortLived = await startTestkit({ accessTokenTtlSeconds: 30, asQuirks: { omitExpiresIn: true } })
     })
     afterEach(() => {
       vi.useRealTimers()

@@ -100,7 +100,7 @@ describe('authorization server faults (issue 8)', () => {
   })
 
   it('no request fails while a valid token is held, whatever the AS does; the refresh happens once it is healthy', async () => {
-    const short = await startTestkit({ accessTokenTtl: 10 })
+    const short = await startTestkit({ accessTokenTtlSeconds: 10 })
     try {
       const c = short.clients.secretBasic
       const session = createSession({ issuer: short.issuer, clientId: c.clientId, clientAuth: clientSecretBasic(c.clientSecret), grant: clientCredentials({ resource: short.resource }), dpop: await generateDpopKey(), ca: short.ca, refresh: { ahead: 0.8, jitter: 0 }, backoff: { initialMs: 100, maxMs: 300 }, tokenRequestTimeoutMs: 1_000 })

@@ -12,7 +12,7 @@ let kit: Testkit
 const sessions: Session[] = []
 const revokedJtis: string[] = []
 beforeAll(async () => {
-  kit = await startTestkit({ accessTokenTtl: 4 })
+  kit = await startTestkit({ accessTokenTtlSeconds: 4 })
   kit.as.onAccessTokenRevoked((r) => revokedJtis.push(r.jti))
 })
 afterAll(async () => {

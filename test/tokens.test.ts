@@ -57,7 +57,7 @@ describe('tokens that never go stale (issue 4)', () => {
   })
 
   it('with a 4-second token lifetime, 30 s of requests never send an expired token and never wait on a refresh after the first token', async () => {
-    const kit = await kitWith({ accessTokenTtl: 4 })
+    const kit = await kitWith({ accessTokenTtlSeconds: 4 })
     const { session, fetch } = await bound(kit)
     const waits: number[] = []
     session.events.on('token.wait', (e) => waits.push(e.ms))
@@ -86,7 +86,7 @@ describe('tokens that never go stale (issue 4)', () => {
   }, 60_000)
 
   it('AS down for 10 s while the held token has 20 s left: zero failed requests, then a new token', async () => {
-    const kit = await kitWith({ accessTokenTtl: 30 })
+    const kit = await kitWith({ accessTokenTtlSeconds: 30 })
     const { session, fetch } = await bound(kit, { refresh: { jitter: 0 } }) // refresh at 75%: 22.5 s
     expect((await fetch(`${kit.api}/orders`)).status).toBe(200)
     const first = await session.token()
@@ -112,7 +112,7 @@ describe('tokens that never go stale (issue 4)', () => {
   }, 60_000)
 
   it('AS down past expiry: callers get ERR_TOKEN_UNAVAILABLE promptly, and the session recovers by itself', async () => {
-    const kit = await kitWith({ accessTokenTtl: 2 })
+    const kit = await kitWith({ accessTokenTtlSeconds: 2 })
     const { fetch } = await bound(kit, { backoff: { initialMs: 200, maxMs: 1_000 } })
     expect((await fetch(`${kit.api}/orders`)).status).toBe(200)
     await kit.as.stop()

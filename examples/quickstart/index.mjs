@@ -24,7 +24,7 @@ const fail = async (message) => {
 setTimeout(() => fail('did not finish within 30 s'), 30_000).unref()
 
 try {
-  kit = await startTestkit({ accessTokenTtl: 4 })
+  kit = await startTestkit({ accessTokenTtlSeconds: 4 })
   log(`authorization server (oidc-provider) at ${kit.issuer}: DPoP nonces required, 4-second tokens`)
   log(`resource server at ${kit.api}: verifies every token and proof (oauth4webapi + jose)`)
 

@@ -442,6 +442,7 @@ export interface DpopKeyPersistence {
  * ```
  */
 export async function loadOrCreateDpopKey(persistence: DpopKeyPersistence, options: GenerateDpopKeyOptions = {}): Promise<DpopKey> {
+  checkGenerate(options)
   const stored = await persistence.load()
   if (stored !== undefined && stored !== null) {
     return importDpopKey(stored, options.alg ? { alg: options.alg } : {})

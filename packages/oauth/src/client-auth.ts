@@ -245,7 +245,14 @@ export interface AttestationClientAuthOptions {
  * createSession({ …, clientAuth: attestationClientAuth({ attestation: () => attester.current(), key: instanceKey }) })
  * ```
  */
+const checkAttestation = optionsChecker('attestationClientAuth', {
+  attestation: z.union([z.string().min(1), z.custom((v) => typeof v === 'function')], { error: 'must be the attestation JWT or a function returning it' }),
+  key: z.custom((v) => v !== undefined && v !== null, 'is needed: the instance key (private half of the attestation cnf.jwk)'),
+  alg: z.string().optional(),
+})
+
 export function attestationClientAuth(options: AttestationClientAuthOptions): ClientAuth {
+  checkAttestation(options)
   const signer = lazySigner(options.key, options.alg)
   return {
     method: 'attest_jwt_client_auth',

@@ -63,7 +63,7 @@ export const DEFAULT_SCOPE = 'orders:read orders:write'
  *
  * @example
  * ```ts
- * kit.as.addResource({ resource: 'https://127.0.0.1:8443', scope: 'reports:read', accessTokenTtl: 60 })
+ * kit.as.addResource({ resource: 'https://127.0.0.1:8443', scope: 'reports:read', accessTokenTtlSeconds: 60 })
  * ```
  */
 export interface ResourceRegistration {
@@ -71,8 +71,8 @@ export interface ResourceRegistration {
   resource: string
   /** Space-separated scopes of that resource; default `orders:read orders:write`. */
   scope?: string
-  /** Access token lifetime in seconds; default the server's `accessTokenTtl`. */
-  accessTokenTtl?: number
+  /** Access token lifetime in seconds; default the server's `accessTokenTtlSeconds`. */
+  accessTokenTtlSeconds?: number
 }
 
 /**
@@ -80,7 +80,7 @@ export interface ResourceRegistration {
  *
  * @example
  * ```ts
- * const as = await startAuthorizationServer({ pki, accessTokenTtl: 30, requireNonce: false })
+ * const as = await startAuthorizationServer({ pki, accessTokenTtlSeconds: 30, requireNonce: false })
  * ```
  */
 export interface AuthorizationServerOptions {
@@ -89,7 +89,7 @@ export interface AuthorizationServerOptions {
   /** Resources known at start; more can be added with {@link AuthorizationServer.addResource}. */
   resources?: Array<string | ResourceRegistration>
   /** Access token lifetime in seconds; default 300. */
-  accessTokenTtl?: number
+  accessTokenTtlSeconds?: number
   /** Demand DPoP nonces (`use_dpop_nonce`) at the token endpoint; default true. */
   requireNonce?: boolean
   /**
@@ -106,14 +106,14 @@ export interface AuthorizationServerOptions {
    */
   workloadIdentity?: WorkloadIdentityIssuer | { issuer?: string }
   /** Absolute lifetime of refresh token families (token exchange / JWT bearer), seconds; default 86400. */
-  refreshTokenTtl?: number
+  refreshTokenTtlSeconds?: number
   /**
    * The Client Attester whose attestations the `attest_jwt_client_auth` clients present. Default:
    * one made at start (`https://attester.bound.test`, ES256); pass `{ issuer }` to name it differently.
    */
   attester?: ClientAttester | { issuer?: string }
   /** The `interval` (seconds) of CIBA backchannel authentication responses; default 1. */
-  cibaInterval?: number
+  cibaIntervalSeconds?: number
   /** Lifetime of CIBA requests without `requested_expiry`, seconds; default 300 (`requested_expiry` is capped at 600). */
   cibaRequestTtl?: number
   /**
@@ -391,7 +391,7 @@ export interface AuthorizationServer {
 interface StoredResource {
   audience: string
   scope: string
-  accessTokenTtl: number
+  accessTokenTtlSeconds: number
 }
 
 function newCounters(): AuthorizationServerCounters {
@@ -529,8 +529,8 @@ function targetPath(url: string | undefined): string {
  */
 export async function startAuthorizationServer(options: AuthorizationServerOptions): Promise<AuthorizationServer> {
   const { pki } = options
-  const accessTokenTtl = options.accessTokenTtl ?? 300
-  const refreshTokenTtl = options.refreshTokenTtl ?? 86_400
+  const accessTokenTtlSeconds = options.accessTokenTtlSeconds ?? 300
+  const refreshTokenTtlSeconds = options.refreshTokenTtlSeconds ?? 86_400
   const requireNonce = options.requireNonce ?? true
   const verbose = options.verbose ?? false
   let quirks = checkAuthorizationServerQuirks(options.quirks)
@@ -786,7 +786,7 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
     resources.set(normalizeResource(entry.resource), {
       audience: entry.resource,
       scope: entry.scope ?? scope,
-      accessTokenTtl: entry.accessTokenTtl ?? accessTokenTtl,
+      accessTokenTtlSeconds: entry.accessTokenTtlSeconds ?? accessTokenTtlSeconds,
     })
   }
   for (const resource of options.resources ?? []) addResource(resource)
@@ -797,7 +797,7 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
       scope: resource.scope,
       audience: resource.audience,
       accessTokenFormat: 'jwt',
-      accessTokenTTL: resource.accessTokenTtl,
+      accessTokenTTL: resource.accessTokenTtlSeconds,
       jwt: { sign: { alg: 'ES256' } },
     }
   }
@@ -813,7 +813,7 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
     endpoint: `${issuer}/backchannel`,
     counters: () => counters,
     log,
-    ...(options.cibaInterval === undefined ? {} : { interval: options.cibaInterval }),
+    ...(options.cibaIntervalSeconds === undefined ? {} : { interval: options.cibaIntervalSeconds }),
   })
   const cibaRequestTtl = options.cibaRequestTtl ?? 300
   const attestation = attestationVerification(attester)
@@ -859,8 +859,8 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
       ATTEST_JWT_CLIENT_AUTH_DPOP,
     ],
     ttl: {
-      ClientCredentials: accessTokenTtl,
-      AccessToken: accessTokenTtl,
+      ClientCredentials: accessTokenTtlSeconds,
+      AccessToken: accessTokenTtlSeconds,
       // CIBA: the request lives `requested_expiry` seconds (at most 600) or cibaRequestTtl.
       BackchannelAuthenticationRequest: (ctx: OidcKoaContext | undefined) => {
         const requested = Number(firstString(ctx?.oidc?.params?.['requested_expiry']))
@@ -868,7 +868,7 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
       },
       Grant: 86_400,
       IdToken: 3600,
-      RefreshToken: refreshTokenTtl,
+      RefreshToken: refreshTokenTtlSeconds,
     },
     enabledJWA: {
       dPoPSigningAlgValues: [...DPOP_SIGNING_ALGS],
@@ -954,7 +954,7 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
     provider,
     issuer,
     workloadIdentity,
-    refreshTokenTtl,
+    refreshTokenTtlSeconds,
     resourceServerInfo,
     extraClaims: (ctx) => stepUpClaims(ctx.oidc?.body),
     tokenOverrides,

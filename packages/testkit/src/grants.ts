@@ -133,7 +133,7 @@ export interface GrantDependencies {
   issuer: string
   workloadIdentity: WorkloadIdentityIssuer
   /** Absolute lifetime of a refresh token family, seconds. */
-  refreshTokenTtl: number
+  refreshTokenTtlSeconds: number
   /** oidc-provider `getResourceServerInfo` result for a resource indicator (throws invalid_target). */
   resourceServerInfo(resource: string): Record<string, unknown>
   /** Claims the AS adds to tokens of this request (the step-up stand-in). */
@@ -288,7 +288,7 @@ export function installGrants(deps: GrantDependencies): RefreshTokenStore {
         jkt: client.clientAuthMethod === 'none' ? token.jkt : undefined,
         dpop: token.jkt !== undefined,
         extra: deps.extraClaims(ctx),
-        expiresAt: Date.now() + deps.refreshTokenTtl * 1000,
+        expiresAt: Date.now() + deps.refreshTokenTtlSeconds * 1000,
         revoked: false,
         accessTokens: [],
       }

@@ -16,14 +16,14 @@ import type { AuthorizationServerQuirks, ResourceServerQuirks } from './quirks.j
  *
  * @example
  * ```ts
- * const kit = await startTestkit({ accessTokenTtl: 4, rsRequiresNonce: false, verbose: true })
+ * const kit = await startTestkit({ accessTokenTtlSeconds: 4, rsRequiresNonce: false, verbose: true })
  * ```
  */
 export interface TestkitOptions {
   /** Access token lifetime in seconds; default 300. */
-  accessTokenTtl?: number
+  accessTokenTtlSeconds?: number
   /** Refresh token (family) lifetime in seconds for the token exchange and JWT bearer grants; default 86400. */
-  refreshTokenTtl?: number
+  refreshTokenTtlSeconds?: number
   /** The authorization server demands DPoP nonces (`use_dpop_nonce`); default true. */
   asRequiresNonce?: boolean
   /** The resource server demands DPoP nonces; default true. */
@@ -35,7 +35,7 @@ export interface TestkitOptions {
   /** Log authorization server error details and resource server rejections to stderr; default false. */
   verbose?: boolean
   /** The `interval` (seconds) of CIBA backchannel authentication responses; default 1. */
-  cibaInterval?: number
+  cibaIntervalSeconds?: number
   /** Vendor quirks of the authorization server (e.g. `{ audienceParameter: true }`); default none. */
   asQuirks?: AuthorizationServerQuirks
   /** Vendor quirks of the resource server (e.g. `{ errorlessChallenges: true }`); default none. */
@@ -104,7 +104,15 @@ export interface Testkit {
  * }
  * ```
  */
+// (a record over keyof TestkitOptions: the compiler keeps it complete when an option is added)
+const KNOWN_OPTIONS: Record<keyof TestkitOptions, true> = { accessTokenTtlSeconds: true, refreshTokenTtlSeconds: true, asRequiresNonce: true, rsRequiresNonce: true, rsAcceptsPreviousNonce: true, allowUnboundBearer: true, verbose: true, cibaIntervalSeconds: true, asQuirks: true, rsQuirks: true, rsHttp2: true }
+const TESTKIT_OPTIONS = Object.keys(KNOWN_OPTIONS)
+
 export async function startTestkit(options: TestkitOptions = {}): Promise<Testkit> {
+  // (the testkit's lifetimes are protocol lifetimes in whole seconds, named …Seconds)
+  for (const key of Object.keys(options)) {
+    if (!TESTKIT_OPTIONS.includes(key)) throw new TypeError(`startTestkit: unknown option ${key}${TESTKIT_OPTIONS.includes(`${key}Seconds`) ? ` — did you mean ${key}Seconds?` : ''}`)
+  }
   const verbose = options.verbose ?? false
   const pki = await createTestPki()
   let as: AuthorizationServer | undefined
@@ -112,10 +120,10 @@ export async function startTestkit(options: TestkitOptions = {}): Promise<Testki
   try {
     as = await startAuthorizationServer({
       pki,
-      ...(options.accessTokenTtl === undefined ? {} : { accessTokenTtl: options.accessTokenTtl }),
-      ...(options.refreshTokenTtl === undefined ? {} : { refreshTokenTtl: options.refreshTokenTtl }),
+      ...(options.accessTokenTtlSeconds === undefined ? {} : { accessTokenTtlSeconds: options.accessTokenTtlSeconds }),
+      ...(options.refreshTokenTtlSeconds === undefined ? {} : { refreshTokenTtlSeconds: options.refreshTokenTtlSeconds }),
       requireNonce: options.asRequiresNonce ?? true,
-      ...(options.cibaInterval === undefined ? {} : { cibaInterval: options.cibaInterval }),
+      ...(options.cibaIntervalSeconds === undefined ? {} : { cibaIntervalSeconds: options.cibaIntervalSeconds }),
       ...(options.asQuirks === undefined ? {} : { quirks: options.asQuirks }),
       verbose,
     })

@@ -10,7 +10,7 @@ let agent: Agent
 let dpopKey: DpopKey
 
 beforeAll(async () => {
-  kit = await startTestkit({ accessTokenTtl: 2 })
+  kit = await startTestkit({ accessTokenTtlSeconds: 2 })
   agent = agentFor(kit.ca)
   dpopKey = await newDpopKey()
 })
