@@ -10,7 +10,7 @@ import { Readable, Transform } from 'node:stream'
 import axios, { AxiosError, AxiosHeaders, CanceledError, type AxiosAdapter, type AxiosInstance, type AxiosResponse, type CreateAxiosDefaults, type InternalAxiosRequestConfig } from 'axios'
 import { BoundError } from '@bound/core'
 import { getChallenges as challengesOf, type BoundOptions, type ResponseChallenge } from '@bound/fetch'
-import { createBoundSender } from '@bound/fetch/internal'
+import { createBoundSender, decodedHeaderRecord } from '@bound/fetch/internal'
 
 /**
  * Options of {@link boundAdapter}: where credentials go and how challenges are answered, as for
@@ -226,17 +226,7 @@ function requestBody(config: InternalAxiosRequestConfig, headers: Record<string,
 
 /** The response's headers for axios. The body arrives decoded, so its coding and length headers go. */
 function responseHeaders(res: Response): AxiosHeaders {
-  const out: Record<string, string | string[]> = {}
-  res.headers.forEach((value, name) => {
-    if (name !== 'set-cookie') out[name] = value
-  })
-  const cookies = res.headers.getSetCookie()
-  if (cookies.length > 0) out['set-cookie'] = cookies
-  if (out['content-encoding'] !== undefined) {
-    delete out['content-encoding']
-    delete out['content-length']
-  }
-  return new AxiosHeaders(out)
+  return new AxiosHeaders(decodedHeaderRecord(res))
 }
 
 /** The body as axios's Node adapter gives it: a stream, a Buffer (`arraybuffer`) or a string; never more than `maxContentLength`. */

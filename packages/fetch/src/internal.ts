@@ -10,5 +10,6 @@
 export { createChallengeEngine } from './engine.js'
 export { createBoundSender } from './bound-fetch.js'
 export type { BoundSender, SendLimits } from './bound-fetch.js'
+export { decodedHeaderRecord } from './node-headers.js'
 export type { ChallengeEngine, EngineExchange } from './engine.js'
 export type { HeadersView } from './exchange.js'

@@ -10,7 +10,7 @@ import { Readable } from 'node:stream'
 import got, { type BeforeRedirectHook, type BeforeRequestHook, type ExtendOptions, type Got, type Response } from 'got'
 import { BoundError, isLoopbackHost } from '@bound/core'
 import { getChallenges as challengesOf, type BoundOptions, type ResponseChallenge } from '@bound/fetch'
-import { createBoundSender } from '@bound/fetch/internal'
+import { createBoundSender, decodedHeaderRecord } from '@bound/fetch/internal'
 
 /**
  * Options of {@link boundHooks}: where credentials go and how challenges are answered, as for
@@ -177,17 +177,8 @@ function toGotCause(err: unknown, opts: HookOptions): unknown {
 
 /** Bound's `Response` as the `IncomingMessage`-like stream got accepts from a `beforeRequest` hook. */
 function toResponse(res: globalThis.Response): Readable {
-  const headers: Record<string, string | string[]> = {}
-  res.headers.forEach((value, name) => {
-    if (name !== 'set-cookie') headers[name] = value
-  })
-  const cookies = res.headers.getSetCookie()
-  if (cookies.length > 0) headers['set-cookie'] = cookies
-  // the body arrives decoded: got must not decode it again, nor count it against the coded length
-  if (headers['content-encoding'] !== undefined) {
-    delete headers['content-encoding']
-    delete headers['content-length']
-  }
+  // (decoded already: got must not decode it again, nor count it against the coded length)
+  const headers = decodedHeaderRecord(res)
   const stream = res.body ? Readable.fromWeb(res.body as never) : Readable.from([])
   const out = Object.assign(stream, { statusCode: res.status, statusMessage: res.statusText, headers, url: res.url, httpVersion: '1.1', fromCache: false })
   responses.set(out, challengesOf(res))
