@@ -93,7 +93,8 @@ export function boundAdapter(options: BoundAxiosOptions): AxiosAdapter {
     }
     const callerSignal = config.signal as AbortSignal | undefined
     if (callerSignal?.aborted) throw canceled(config, request)
-    callerSignal?.addEventListener?.('abort', () => cancel(), { once: true })
+    const onAbort = () => cancel()
+    callerSignal?.addEventListener?.('abort', onAbort, { once: true })
     config.cancelToken?.promise.then((reason) => cancel(reason), () => {})
     const timer = config.timeout && config.timeout > 0
       ? setTimeout(() => {
@@ -138,6 +139,8 @@ export function boundAdapter(options: BoundAxiosOptions): AxiosAdapter {
       throw failure(err)
     } finally {
       clearTimeout(timer)
+      // (a long-lived signal shared by many requests must not collect one listener per request)
+      callerSignal?.removeEventListener?.('abort', onAbort)
     }
   }
 }
