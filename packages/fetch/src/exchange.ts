@@ -1,6 +1,6 @@
 import { STATUS_CODES } from 'node:http'
 import { Readable, Transform } from 'node:stream'
-import { createBrotliDecompress, createGunzip, createInflate, createInflateRaw } from 'node:zlib'
+import { constants, createBrotliDecompress, createGunzip, createInflate, createInflateRaw } from 'node:zlib'
 import type { Dispatcher } from 'undici'
 
 /**
@@ -186,18 +186,29 @@ class BoundResponse extends PlatformResponse {
   }
 }
 
-/** Undoes `Content-Encoding` the way fetch does (gzip, deflate, br; several in order). */
+/**
+ * Undoes `Content-Encoding` the way fetch does (gzip, deflate, br; several in order), tolerating a
+ * truncated tail (sync flush at the end, as fetch and cURL do).
+ */
 function decode(body: Readable, encoding: string | null): Readable {
   if (!encoding) return body
   const codings = encoding.toLowerCase().split(',').map((c) => c.trim()).filter((c) => c && c !== 'identity')
-  let stream: Readable = body
+  const decoders: Transform[] = []
   for (const coding of codings.reverse()) {
     const decoder =
-      coding === 'gzip' || coding === 'x-gzip' ? createGunzip({ finishFlush: 2 /* Z_SYNC_FLUSH: tolerate truncated tails like fetch */ })
+      coding === 'gzip' || coding === 'x-gzip' ? createGunzip({ finishFlush: constants.Z_SYNC_FLUSH })
         : coding === 'deflate' ? createDeflateAuto()
-          : coding === 'br' ? createBrotliDecompress()
+          : coding === 'br' ? createBrotliDecompress({ finishFlush: constants.BROTLI_OPERATION_FLUSH })
             : undefined
-    if (!decoder) return stream // unknown coding: hand the bytes over as they are, as fetch does
+    // unknown coding: hand the bytes over as they are, none of the codings undone, as fetch does
+    if (!decoder) {
+      for (const d of decoders) d.destroy()
+      return body
+    }
+    decoders.push(decoder)
+  }
+  let stream: Readable = body
+  for (const decoder of decoders) {
     stream.on('error', (err) => decoder.destroy(err))
     stream = stream.pipe(decoder)
   }
@@ -210,7 +221,7 @@ function createDeflateAuto(): Transform {
   return new Transform({
     transform(chunk: Buffer, _encoding, done) {
       if (!inner) {
-        inner = (chunk[0]! & 0x0f) === 0x08 ? createInflate() : createInflateRaw()
+        inner = (chunk[0]! & 0x0f) === 0x08 ? createInflate({ finishFlush: constants.Z_SYNC_FLUSH }) : createInflateRaw({ finishFlush: constants.Z_SYNC_FLUSH })
         inner.on('data', (d: Buffer) => this.push(d))
         inner.on('error', (e) => this.destroy(e))
       }
