@@ -77,6 +77,8 @@ export async function prepareRequest(input: Input, init: RequestInit | undefined
     }
   }
   method = normalizeMethod(method)
+  // as fetch: a GET or HEAD request has no body (it would otherwise go out, or be dropped, silently)
+  if (body !== null && (method === 'GET' || method === 'HEAD')) throw new BoundError('ERR_INVALID_INPUT', `fetch: a ${method} request cannot have a body`)
   // one plain record (undici's form); `Headers` only when the caller gave headers to validate and combine
   const flat: Record<string, string> = Object.create(null)
   if (headers) for (const [name, value] of headers) flat[name] = value

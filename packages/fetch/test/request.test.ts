@@ -241,3 +241,12 @@ describe('prepareRequest: signal and redirect', () => {
     expect(r.signal?.aborted).toBe(true)
   })
 })
+
+describe('prepareRequest refuses what fetch refuses', () => {
+  it('a body on GET or HEAD is ERR_INVALID_INPUT, as fetch throws', async () => {
+    for (const method of ['GET', 'HEAD', 'get']) {
+      await expect(prepareRequest('https://api.example.com/x', { method, body: 'x' })).rejects.toMatchObject({ code: 'ERR_INVALID_INPUT', message: expect.stringContaining('cannot have a body') })
+    }
+    await expect(prepareRequest('https://api.example.com/x', { method: 'POST', body: 'x' })).resolves.toMatchObject({ method: 'POST', body: 'x' })
+  })
+})
