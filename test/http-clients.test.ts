@@ -277,6 +277,14 @@ describe('the got hooks', () => {
     expect(gotChallenges(err).find((c) => c.boundError)?.boundError?.code).toBe('ERR_STEP_UP_REQUIRED')
   })
 
+  it('the caller’s own beforeRequest hooks given to createBoundGot run before Bound’s', async () => {
+    const session = await newSession()
+    const seen: string[] = []
+    const api = createBoundGot({ session, origins: [kit.api] }, { prefixUrl: kit.api, hooks: { beforeRequest: [(o) => void seen.push(String(o.url))] } })
+    expect(await api('orders/7').json()).toMatchObject({ path: '/orders/7', binding: 'dpop' })
+    expect(seen).toEqual([`${kit.api}/orders/7`])
+  })
+
   it('mTLS: the certificate-bound token and the certificate go to the listed origin only', async () => {
     const c = kit.clients.tlsClientAuth
     const session = await newSession({ clientId: c.clientId, clientAuth: tlsClientAuth(), clientCertificate: { cert: c.certificate.certPem, key: c.certificate.keyPem }, dpop: undefined })
