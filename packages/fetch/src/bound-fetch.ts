@@ -6,7 +6,7 @@ import { attachChallenges } from './challenges.js'
 import { createChallengeEngine, type BoundOptions } from './engine.js'
 import { toExchange } from './exchange.js'
 import { toFetchError } from './network-error.js'
-import { prepareRequest, type PreparedRequest } from './request.js'
+import { prepareRequestNow, type PreparedRequest } from './request.js'
 
 /**
  * Options of {@link createBoundFetch}.
@@ -93,7 +93,8 @@ export function createBoundSender(options: BoundFetchOptions, where = 'createBou
     // a copy of the caller's headers in undici's plain form (credentials are set on the copy only)
     const flat: Record<string, string> = { ...req.headers }
     if (token) {
-      const credentials = await engine.credentials(token, req.method, url, nonce)
+      const pending = engine.credentials(token, req.method, url, nonce)
+      const credentials = pending instanceof Promise ? await pending : pending
       flat.authorization = credentials.authorization
       if (credentials.dpop) flat.dpop = credentials.dpop
       else delete flat.dpop
@@ -111,16 +112,19 @@ export function createBoundSender(options: BoundFetchOptions, where = 'createBou
 
   return async (input, init, limits) => {
     const limit = limits?.maxRedirects ?? maxRedirects
-    const req = await prepareRequest(input as never, init)
+    const req = prepareRequestNow(input as never, init)
+    if (req.pendingBody) req.body = await req.pendingBody
     req.signal?.throwIfAborted()
     let url = req.url
-    if (!engine.isCredentialOrigin(url.origin) && otherOrigins === 'error') {
-      throw new BoundError('ERR_ORIGIN_NOT_ALLOWED', `fetch: ${url.origin} is not one of the origins this bound fetch sends credentials to`)
+    const origin = url.origin
+    const listed = engine.isCredentialOrigin(origin)
+    if (!listed && otherOrigins === 'error') {
+      throw new BoundError('ERR_ORIGIN_NOT_ALLOWED', `fetch: ${origin} is not one of the origins this bound fetch sends credentials to`)
     }
     let crossedOrigin = limits?.crossedOrigin === true
-    let carry = engine.isCredentialOrigin(url.origin) && !crossedOrigin
+    let carry = listed && !crossedOrigin
     // a request the caller aimed at an unlisted origin (a typo?) is reported once
-    if (!carry && !crossedOrigin) engine.noteUnlisted(url.origin)
+    if (!carry && !crossedOrigin) engine.noteUnlisted(origin)
     let hops = 0
     for (;;) {
       const { res, challenges } = carry ? await engine.run(url, req, (token, attempt) => send(req, url, token, false, attempt.nonce)) : { res: await send(req, url, undefined, crossedOrigin), challenges: undefined }

@@ -152,7 +152,7 @@ export interface ChallengeEngine {
    */
   run<E extends EngineExchange>(url: URL, request: { method: string; replayable: boolean; signal: AbortSignal | undefined }, exchange: (token: BoundToken | undefined, attempt: { nonce?: string | undefined }) => Promise<E>): Promise<{ res: E; challenges?: ResponseChallenge[] }>
   /** The `Authorization` and `DPoP` header values for `token` on `method url` (a fresh proof). */
-  credentials(token: BoundToken, method: string, url: URL, nonce?: string): Promise<{ authorization: string; dpop?: string }>
+  credentials(token: BoundToken, method: string, url: URL, nonce?: string): Credentials | Promise<Credentials>
 }
 
 const fn = z.custom((v) => typeof v === 'function', 'must be a function')
@@ -176,6 +176,12 @@ function checkerFor(where: string, extra: OptionRules): (options: unknown) => vo
   let check = checkers.get(where)
   if (!check) checkers.set(where, (check = optionsChecker(where, { ...BOUND_OPTION_RULES, ...extra })))
   return check
+}
+
+/** The `Authorization` (and `DPoP`) header values for one request. */
+export interface Credentials {
+  authorization: string
+  dpop?: string
 }
 
 /** A challenge Bound answers, each at most once per request. */
@@ -390,10 +396,13 @@ export function createChallengeEngine(options: BoundOptions, where = 'createBoun
       session.events.emit('origin.unlisted', { origin, nearest: nearestOf(origin, allowed) })
     },
     run,
-    async credentials(token, method, url, nonce) {
+    credentials(token, method, url, nonce) {
       if (token.type !== 'DPoP') return { authorization: `${token.type} ${token.value}` }
-      // (by href: the proof builder keeps the parsed form of the last URL it saw)
-      return { authorization: `DPoP ${token.value}`, dpop: await session.dpop!.proof(method, url.href, { accessToken: token.value, nonce }) }
+      // (by href: the proof builder keeps the parsed form of the last URL it saw; a local key signs
+      // synchronously, so the hot path makes no promise here — a remote signer's proof is awaited)
+      const authorization = `DPoP ${token.value}`
+      const proof = session.dpop!.proof(method, url.href, { accessToken: token.value, nonce })
+      return typeof proof === 'string' ? { authorization, dpop: proof } : proof.then((dpop) => ({ authorization, dpop }))
     },
   }
 }

@@ -100,7 +100,10 @@ export function boundInterceptor(options: BoundOptions): Dispatcher.DispatcherCo
       // a wait for a token or a step-up completes, then the aborted attempt ends at once)
       .run(url, { method, replayable, signal: undefined }, async (token, retry) => {
         const headers = withoutCredentials(opts.headers, false)
-        if (token) Object.assign(headers, await engine.credentials(token, method, url, retry.nonce))
+        if (token) {
+          const pending = engine.credentials(token, method, url, retry.nonce)
+          Object.assign(headers, pending instanceof Promise ? await pending : pending)
+        }
         // maxRedirections 0: a redirect interceptor inside this one cannot see origins change, so it does not follow
         return attempt(send, { ...opts, headers, maxRedirections: 0 } as Dispatcher.DispatchOptions, outer, handler)
       })

@@ -17,6 +17,18 @@ type Input = string | URL | { url: string; method: string; headers: Headers; bod
 
 /** Normalises `fetch(input, init)` arguments. Replayable bodies are materialised once. */
 export async function prepareRequest(input: Input, init: RequestInit | undefined): Promise<PreparedRequest> {
+  const req = prepareRequestNow(input, init)
+  if (req.pendingBody) req.body = await req.pendingBody
+  return req
+}
+
+/**
+ * {@link prepareRequest} without a promise when none is needed (the hot path: a URL and a string or
+ * byte body). A body that must be read first (a `Request`'s, a `Blob`, a `FormData`) is left in
+ * `pendingBody` for the caller to await into `body`.
+ */
+export function prepareRequestNow(input: Input, init: RequestInit | undefined): PreparedRequest & { pendingBody?: Promise<Uint8Array> } {
+  let pendingBody: Promise<Uint8Array> | undefined
   let url: URL
   let method = 'GET'
   let headers: Headers | undefined
@@ -38,7 +50,7 @@ export async function prepareRequest(input: Input, init: RequestInit | undefined
     redirect = (req.redirect as PreparedRequest['redirect']) ?? 'follow'
     if (req.body !== null && init?.body === undefined) {
       // A Request's body: read it once so it can be sent again.
-      body = new Uint8Array(await (req as { arrayBuffer(): Promise<ArrayBuffer> }).arrayBuffer())
+      pendingBody = (req as { arrayBuffer(): Promise<ArrayBuffer> }).arrayBuffer().then((b) => new Uint8Array(b))
     }
   }
   if (init) {
@@ -60,13 +72,13 @@ export async function prepareRequest(input: Input, init: RequestInit | undefined
         body = b.toString()
         if (!headers.has('content-type')) headers.set('content-type', 'application/x-www-form-urlencoded;charset=UTF-8')
       } else if (typeof Blob !== 'undefined' && b instanceof Blob) {
-        body = new Uint8Array(await b.arrayBuffer())
+        pendingBody = b.arrayBuffer().then((bytes) => new Uint8Array(bytes))
         if (b.type && !headers.has('content-type')) headers.set('content-type', b.type)
       } else if (typeof FormData !== 'undefined' && b instanceof FormData) {
         const encoded = new Response(b)
         const type = encoded.headers.get('content-type')
         if (type && !headers.has('content-type')) headers.set('content-type', type)
-        body = new Uint8Array(await encoded.arrayBuffer())
+        pendingBody = encoded.arrayBuffer().then((bytes) => new Uint8Array(bytes))
       } else if (typeof (b as ReadableStream).getReader === 'function' || typeof (b as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function') {
         // a web stream, a Node Readable or an async iterable: sent once, never replayed
         body = b as ReadableStream<Uint8Array>
@@ -76,16 +88,18 @@ export async function prepareRequest(input: Input, init: RequestInit | undefined
       }
     }
   }
+  // (a check below may still refuse the request: a body read then must not become an unhandled rejection)
+  pendingBody?.catch(() => {})
   method = normalizeMethod(method)
   // as fetch: a GET or HEAD request has no body (it would otherwise go out, or be dropped, silently)
-  if (body !== null && (method === 'GET' || method === 'HEAD')) throw new BoundError('ERR_INVALID_INPUT', `fetch: a ${method} request cannot have a body`)
+  if ((body !== null || pendingBody !== undefined) && (method === 'GET' || method === 'HEAD')) throw new BoundError('ERR_INVALID_INPUT', `fetch: a ${method} request cannot have a body`)
   // one plain record (undici's form); `Headers` only when the caller gave headers to validate and combine
   const flat: Record<string, string> = Object.create(null)
   if (headers) for (const [name, value] of headers) flat[name] = value
   // what fetch adds when absent (it then decodes the response: see exchange.ts)
   flat.accept ??= '*/*'
   flat['accept-encoding'] ??= 'gzip, deflate, br'
-  return { url, method, headers: flat, body, replayable, signal, redirect }
+  return pendingBody === undefined ? { url, method, headers: flat, body, replayable, signal, redirect } : { url, method, headers: flat, body, replayable, signal, redirect, pendingBody }
 }
 
 // The methods fetch normalises (PATCH is not one of them: fetch('…', { method: 'patch' }) sends "patch").
