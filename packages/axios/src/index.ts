@@ -10,7 +10,7 @@ import { Readable, Transform } from 'node:stream'
 import axios, { AxiosError, AxiosHeaders, CanceledError, type AxiosAdapter, type AxiosInstance, type AxiosResponse, type CreateAxiosDefaults, type InternalAxiosRequestConfig } from 'axios'
 import { BoundError } from '@bound/core'
 import { getChallenges as challengesOf, type BoundOptions, type ResponseChallenge } from '@bound/fetch'
-import { createBoundSender, decodedHeaderRecord } from '@bound/fetch/internal'
+import { createBoundSender, decodedHeaderRecord, systemCodeOf } from '@bound/fetch/internal'
 
 /**
  * Options of {@link boundAdapter}: where credentials go and how challenges are answered, as for
@@ -110,8 +110,7 @@ export function boundAdapter(options: BoundAxiosOptions): AxiosAdapter {
       }
       if (err instanceof AxiosError) return err
       // a network failure keeps its system code (ECONNREFUSED…), as with axios's own adapter; Bound's errors keep theirs
-      const system = (err as { cause?: { code?: unknown } })?.cause?.code
-      const code = (err as { code?: unknown })?.code === 'ERR_NETWORK' && typeof system === 'string' ? system : err instanceof BoundError ? err.code : AxiosError.ERR_NETWORK
+      const code = systemCodeOf(err) ?? (err instanceof BoundError ? err.code : AxiosError.ERR_NETWORK)
       return AxiosError.from(err as Error, code, config, request, response)
     }
 

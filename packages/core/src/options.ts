@@ -17,6 +17,17 @@ export function durationMs(min: number, max: number): z.ZodNumber {
     .max(max, `must be at most ${max} ms (${max / 1000} s)`)
 }
 
+/** An option that must be a function (a callback, a token source, a fetch). */
+export function functionRule(message = 'must be a function'): z.ZodType<(...args: never[]) => unknown> {
+  return z.custom<(...args: never[]) => unknown>((v) => typeof v === 'function', message)
+}
+
+/** A clock option (`{ now() }`), as every factory that takes one accepts it. */
+export const clockRule = z.custom<{ now(): number }>((v) => typeof v === 'object' && v !== null && typeof (v as { now?: unknown }).now === 'function', 'must be a clock ({ now() })')
+
+/** Trust anchors or certificates: PEM text or bytes, one or several. */
+export const pemListRule = z.union([z.string(), z.instanceof(Buffer), z.array(z.union([z.string(), z.instanceof(Buffer)]))])
+
 /**
  * A checker for one factory's options: every key must be known (an unknown one is reported with the
  * known option it most resembles — `tokenRequestTimeout` → `tokenRequestTimeoutMs`), and every value

@@ -1,5 +1,5 @@
 import { BoundError, systemClock, type Clock } from '@bound/core'
-import { createLru, durationMs, optionsChecker, z } from '@bound/core/internal'
+import { clockRule, createLru, durationMs, optionsChecker, z } from '@bound/core/internal'
 import type { DpopKey } from './keys.js'
 import { createNonceStore, type NonceObservation, type NonceStore } from './nonce-store.js'
 import { accessTokenHash, createProofBuilder, type ProofBuilder } from './proof.js'
@@ -92,7 +92,7 @@ export interface Dpop {
 const checkDpopOptions = optionsChecker('createDpop', {
   key: z.custom((v) => typeof v === 'object' && v !== null && typeof (v as DpopKey).sign === 'function', 'must be a key from generateDpopKey() or importDpopKey()'),
   maxNonceOrigins: z.number().int().positive().optional(),
-  clock: z.custom((v) => typeof v === 'object' && v !== null && typeof (v as Clock).now === 'function', 'must be a clock ({ now() })').optional(),
+  clock: clockRule.optional(),
   maxClockSkewMs: durationMs(0, 3_600_000).optional(),
 })
 

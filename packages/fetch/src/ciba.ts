@@ -1,6 +1,6 @@
 import { TokenEndpointError } from '@bound/core'
 import { ciba, type Session } from '@bound/oauth'
-import { durationMs, optionsChecker, z } from '@bound/core/internal'
+import { durationMs, functionRule, optionsChecker, z } from '@bound/core/internal'
 import type { StepUpChallenge, StepUpResult } from './engine.js'
 
 /** Options of {@link cibaStepUp}. */
@@ -37,8 +37,8 @@ const sleep = (ms: number, signal?: AbortSignal) =>
  * ```
  */
 const checkCiba = optionsChecker('cibaStepUp', {
-  loginHint: z.union([z.string().min(1), z.custom((v) => typeof v === 'function')], { error: 'must be a user hint or a function of the challenge' }),
-  bindingMessage: z.union([z.string(), z.custom((v) => typeof v === 'function')]).optional(),
+  loginHint: z.union([z.string().min(1), functionRule()], { error: 'must be a user hint or a function of the challenge' }),
+  bindingMessage: z.union([z.string(), functionRule()]).optional(),
   scope: z.string().min(1).optional(),
   maxWaitMs: durationMs(1_000, 3_600_000).optional(),
 })

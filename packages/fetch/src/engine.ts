@@ -1,5 +1,5 @@
 import { BoundError, assertResourceIndicator, assertSecureUrl, isBoundError } from '@bound/core'
-import { createLru, editDistance, optionsChecker, z, type OptionRules } from '@bound/core/internal'
+import { createLru, editDistance, functionRule, optionsChecker, z, type OptionRules } from '@bound/core/internal'
 import type { NonceObservation } from '@bound/dpop'
 import { fetchProtectedResourceMetadata, type BoundToken, type Session, type TokenRequest } from '@bound/oauth'
 import { challengeFor, mergeClaims, readChallenges, type ResponseChallenge } from './challenges.js'
@@ -155,7 +155,7 @@ export interface ChallengeEngine {
   credentials(token: BoundToken, method: string, url: URL, nonce?: string): Credentials | Promise<Credentials>
 }
 
-const fn = z.custom((v) => typeof v === 'function', 'must be a function')
+const fn = functionRule()
 const origin = z.string({ error: 'must be an origin (https://host[:port])' })
 /** The rules of the options every integration shares. */
 export const BOUND_OPTION_RULES: OptionRules = {

@@ -38,3 +38,13 @@ export function toFetchError(err: unknown, url: URL, signal: AbortSignal | undef
   if (err instanceof BoundError) return err
   return new FetchNetworkError(url, err)
 }
+
+/**
+ * The system code (`ECONNREFUSED`, `ENOTFOUND`…) under a bound fetch's network failure, for
+ * integrations whose client keys its own behaviour on it (axios's codes, got's retry).
+ */
+export function systemCodeOf(err: unknown): string | undefined {
+  if ((err as { code?: unknown } | undefined)?.code !== 'ERR_NETWORK') return undefined
+  const code = (err as { cause?: { code?: unknown } }).cause?.code
+  return typeof code === 'string' ? code : undefined
+}

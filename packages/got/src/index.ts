@@ -10,7 +10,7 @@ import { Readable } from 'node:stream'
 import got, { type BeforeRedirectHook, type BeforeRequestHook, type ExtendOptions, type Got, type Response } from 'got'
 import { BoundError, isLoopbackHost } from '@bound/core'
 import { getChallenges as challengesOf, type BoundOptions, type ResponseChallenge } from '@bound/fetch'
-import { createBoundSender, decodedHeaderRecord } from '@bound/fetch/internal'
+import { createBoundSender, decodedHeaderRecord, systemCodeOf } from '@bound/fetch/internal'
 
 /**
  * Options of {@link boundHooks}: where credentials go and how challenges are answered, as for
@@ -168,8 +168,8 @@ function toGotCause(err: unknown, opts: HookOptions): unknown {
   if (err instanceof Error && err.name === 'TimeoutError' && opts.timeout.request) {
     return Object.assign(new Error(`Timeout awaiting 'request' for ${opts.timeout.request}ms`, { cause: err }), { code: 'ETIMEDOUT' })
   }
-  const system = (err as { cause?: { code?: unknown } })?.cause?.code
-  if ((err as { code?: unknown })?.code === 'ERR_NETWORK' && typeof system === 'string') {
+  const system = systemCodeOf(err)
+  if (system !== undefined) {
     return Object.assign(new Error((err as Error).message, { cause: err }), { code: system })
   }
   return err

@@ -1,7 +1,7 @@
 import { createSecureContext, rootCertificates, type SecureContext } from 'node:tls'
 import { Agent, ProxyAgent, fetch as undiciFetch, request as undiciRequest, type Dispatcher } from 'undici'
 import { BoundError, systemClock, type Clock } from '@bound/core'
-import { durationMs, optionsChecker, z } from '@bound/core/internal'
+import { clockRule, durationMs, optionsChecker, pemListRule, z } from '@bound/core/internal'
 import { assertCertificateValid, clientCertificateFromPem, type ClientCertificate, type ClientCertificatePem, type ClientIdentity, type Pem } from '@bound/mtls'
 import { createProxyRoutes, proxyError, type ProxySetting, type ResolvedProxy } from './proxy.js'
 
@@ -173,11 +173,10 @@ const isSource = (v: unknown): v is ClientCertificate => typeof v === 'object' &
  * const res = await transport.fetch('https://api.internal/health')
  * ```
  */
-const pemRule = z.union([z.string(), z.instanceof(Buffer)])
 const checkTransportOptions = optionsChecker('createTransport', {
-  ca: z.union([pemRule, z.array(pemRule)]).optional(),
+  ca: pemListRule.optional(),
   clientCertificate: z.custom((v) => typeof v === 'object' && v !== null, 'must be { cert, key } PEM or a source from loadClientCertificate()').optional(),
-  clock: z.custom((v) => typeof v === 'object' && v !== null && typeof (v as Clock).now === 'function', 'must be a clock ({ now() })').optional(),
+  clock: clockRule.optional(),
   keepAliveTimeoutMs: durationMs(1, 600_000).optional(),
   connectTimeoutMs: durationMs(1, 600_000).optional(),
   maxHeaderSize: z.number().int().min(1024).max(16_777_216).optional(),

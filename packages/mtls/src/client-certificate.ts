@@ -2,7 +2,7 @@ import { watch, type FSWatcher } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { basename, dirname } from 'node:path'
 import { BoundError, systemClock, type Clock, type Emitter } from '@bound/core'
-import { createEmitter, durationMs, optionsChecker, z } from '@bound/core/internal'
+import { clockRule, createEmitter, durationMs, optionsChecker, z } from '@bound/core/internal'
 import { parseClientIdentity, type ClientIdentity } from './identity.js'
 
 /**
@@ -124,7 +124,7 @@ const checkLoadOptions = optionsChecker('loadClientCertificate', {
   debounceMs: durationMs(0, 60_000).optional(),
   pollIntervalMs: durationMs(0, 86_400_000).optional(),
   expiryWarningMs: durationMs(0, 31_536_000_000).optional(),
-  clock: z.custom((v) => typeof v === 'object' && v !== null && typeof (v as Clock).now === 'function', 'must be a clock ({ now() })').optional(),
+  clock: clockRule.optional(),
 })
 
 export async function loadClientCertificate(options: LoadClientCertificateOptions): Promise<ClientCertificate> {

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { BoundError } from '@bound/core'
-import { durationMs, optionsChecker } from '@bound/core/internal'
+import { durationMs, functionRule, optionsChecker } from '@bound/core/internal'
 import { z } from 'zod'
 import { importDpopKey, type DpopAlg, type DpopKeyInput, type JwsSigner } from '@bound/dpop'
 
@@ -246,7 +246,7 @@ export interface AttestationClientAuthOptions {
  * ```
  */
 const checkAttestation = optionsChecker('attestationClientAuth', {
-  attestation: z.union([z.string().min(1), z.custom((v) => typeof v === 'function')], { error: 'must be the attestation JWT or a function returning it' }),
+  attestation: z.union([z.string().min(1), functionRule()], { error: 'must be the attestation JWT or a function returning it' }),
   key: z.custom((v) => v !== undefined && v !== null, 'is needed: the instance key (private half of the attestation cnf.jwk)'),
   alg: z.string().optional(),
 })

@@ -1,6 +1,6 @@
 import { z } from 'zod'
 import { BoundError, assertSecureUrl, publishEvent, systemClock, type Clock, type Emitter } from '@bound/core'
-import { createEmitter, durationMs, optionsChecker } from '@bound/core/internal'
+import { clockRule, createEmitter, durationMs, functionRule, optionsChecker, pemListRule } from '@bound/core/internal'
 import { createDpop, generateDpopKey, type Dpop, type DpopKey } from '@bound/dpop'
 import { createTransport, type Interceptor, type ProxySetting, type Transport } from '@bound/http'
 import type { ClientCertificate, ClientCertificatePem, Pem } from '@bound/mtls'
@@ -301,9 +301,8 @@ export interface Session {
   [Symbol.asyncDispose](): Promise<void>
 }
 
-const fn = (what: string) => z.custom<(...args: never[]) => unknown>((v) => typeof v === 'function', `must be ${what}`)
+const fn = (what: string) => functionRule(`must be ${what}`)
 const object = (message: string, has: (v: Record<string, unknown>) => boolean) => z.custom((v) => typeof v === 'object' && v !== null && has(v as Record<string, unknown>), message)
-const pem = z.union([z.string(), z.instanceof(Buffer)])
 const checkRefresh = optionsChecker('createSession: refresh', {
   ahead: z.number().gt(0).lt(1).optional(),
   minAheadMs: durationMs(0, 86_400_000).optional(),
@@ -336,7 +335,7 @@ const checkSessionOptions = optionsChecker('createSession', {
   grant: object('must come from clientCredentials(), tokenExchange(), …', (v) => typeof v.params === 'function'),
   dpop: object('must be a key from generateDpopKey() or importDpopKey()', (v) => typeof v.sign === 'function' && typeof v.jkt === 'string').optional(),
   clientCertificate: z.custom((v) => typeof v === 'object' && v !== null, 'must be { cert, key } PEM or a source from loadClientCertificate()').optional(),
-  ca: z.union([pem, z.array(pem)]).optional(),
+  ca: pemListRule.optional(),
   proxy: z.unknown().optional(),
   interceptors: z.unknown().optional(),
   transport: object('must be a transport from createTransport()', (v) => typeof v.request === 'function').optional(),
@@ -347,7 +346,7 @@ const checkSessionOptions = optionsChecker('createSession', {
   onRefreshToken: fn('a function').optional(),
   acceptBearerDowngrade: z.boolean().optional(),
   maxNonceOrigins: z.number().int().positive().optional(),
-  clock: object('must be a clock ({ now() })', (v) => typeof v.now === 'function').optional(),
+  clock: clockRule.optional(),
   telemetry: z.unknown().optional(),
   context: z.unknown().optional(),
   posture: fn('a function').optional(),

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises'
 import { BoundError } from '@bound/core'
-import { optionsChecker, z } from '@bound/core/internal'
+import { functionRule, optionsChecker, z } from '@bound/core/internal'
 
 /**
  * Where a subject token or assertion comes from. Read afresh for every token request, so a file
@@ -63,7 +63,7 @@ export function fromEnv(name: string, env: NodeJS.ProcessEnv = process.env): Tok
 const checkGitHubActions = optionsChecker('fromGitHubActions', {
   audience: z.string().min(1).optional(),
   env: z.custom((v) => typeof v === 'object' && v !== null, 'must be an environment object').optional(),
-  fetch: z.custom((v) => typeof v === 'function', 'must be a fetch function').optional(),
+  fetch: functionRule('must be a fetch function').optional(),
 })
 
 /** Normalises a source given as a string (a literal token), a function, or a source. */
