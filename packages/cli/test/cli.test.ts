@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { createHash, randomUUID } from 'node:crypto'
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
 import { existsSync, realpathSync } from 'node:fs'
@@ -23,15 +23,20 @@ interface Result {
 
 /** Runs the built `bound` binary; killed after 10 s so no test can hang. */
 function bound(args: string[], options: { env?: Record<string, string>; stdin?: string } = {}): Promise<Result> {
+  const child = spawn(process.execPath, [CLI, ...args], { cwd: dir, env: { ...process.env, ...options.env }, stdio: ['pipe', 'pipe', 'pipe'], timeout: 10_000 })
+  child.stdin.end(options.stdin ?? '')
+  return outcome(child)
+}
+
+/** A child's exit code and everything it wrote. */
+function outcome(child: ChildProcess): Promise<Result> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { cwd: dir, env: { ...process.env, ...options.env }, stdio: ['pipe', 'pipe', 'pipe'], timeout: 10_000 })
     let stdout = ''
     let stderr = ''
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d))
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d))
     child.on('error', reject)
     child.on('close', (code) => resolve({ code, stdout, stderr }))
-    child.stdin.end(options.stdin ?? '')
   })
 }
 
@@ -41,16 +46,8 @@ function bound(args: string[], options: { env?: Record<string, string>; stdin?: 
  * `npx` would take as its own `-p`).
  */
 function spawnIn(command: string, args: string[], cwd: string, env: Record<string, string> = {}): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const clean = Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^npm_/i.test(name)))
-    const child = spawn(command, args, { cwd, env: { ...clean, ...env }, stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d))
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d))
-    child.on('error', reject)
-    child.on('close', (code) => resolve({ code, stdout, stderr }))
-  })
+  const clean = Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^npm_/i.test(name)))
+  return outcome(spawn(command, args, { cwd, env: { ...clean, ...env }, stdio: ['ignore', 'pipe', 'pipe'], timeout: 30_000 }))
 }
 
 /** One HTTPS request trusting only the testkit CA (no client certificate). */

@@ -5,6 +5,7 @@ import { isBoundError } from '@bound/core'
 import type { BoundToken, Session } from '@bound/oauth'
 import { createBoundFetch, type BoundFetchOptions } from '../src/bound-fetch.js'
 import { createBoundSender } from '../src/internal.js'
+import { rejection } from './support.js'
 
 // createBoundFetch's redirect rules over a fake session: only the seam the engine uses (token,
 // adopt, invalidate, isCurrent, useResourceMetadata, hasAuthorizationServer, dpop, events,
@@ -86,15 +87,6 @@ function setup(routes: Record<string, Route>, options: Partial<BoundFetchOptions
   const fake = fakeSession(routes)
   const fetch = createBoundFetch({ session: fake.session, origins: [API, OTHER], ...options })
   return { ...fake, fetch }
-}
-
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise
-  } catch (err) {
-    return err
-  }
-  throw new Error('expected a rejection')
 }
 
 const credentialed = (s: Sent) => s.headers.authorization === 'Bearer fake-bearer-value' && s.presentCertificate === true

@@ -2,20 +2,12 @@ import { Readable } from 'node:stream'
 import { describe, expect, it } from 'vitest'
 import { isBoundError } from '@bound/core'
 import { prepareRequest } from '../src/request.js'
+import { rejection } from './support.js'
 
 // prepareRequest: `fetch(input, init)` arguments broken into what Bound sends (and sends again).
 
 const bytesOf = (body: unknown) => Buffer.from(body as Uint8Array).toString('utf8')
 const prepare = (input: string | URL | Request, init?: RequestInit) => prepareRequest(input as never, init)
-
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise
-  } catch (err) {
-    return err
-  }
-  throw new Error('expected a rejection')
-}
 
 describe('prepareRequest: the URL', () => {
   it('takes a string, a URL and a Request', async () => {
