@@ -8,6 +8,7 @@ import type { ProtectedResourceMetadata } from './protected-resource.js'
 import { revokeToken } from './revocation.js'
 import type { SessionEvents } from './session.js'
 import { requestTokenFromEndpoint, type TokenEndpointResult } from './token-endpoint.js'
+import type { Fleet } from './fleet.js'
 import { waitFor } from './token-manager.js'
 import type { BoundToken } from './token.js'
 
@@ -35,6 +36,10 @@ export interface AcquisitionOptions {
   tokenRequestTimeoutMs: number
   acceptBearerDowngrade: boolean
   onRefreshToken: ((refreshToken: string) => void | Promise<void>) | undefined
+  /** The fleet, when tokens are shared through a store: the refresh-token family is then the fleet's. */
+  fleet?: Fleet | undefined
+  /** The binding the refresh-token family belongs to (part of its store key). */
+  familyKey?: (() => string) | undefined
 }
 
 type EndpointKind = 'token_endpoint' | 'revocation_endpoint' | 'backchannel_authentication_endpoint'
@@ -186,24 +191,60 @@ export function createAcquisition(options: AcquisitionOptions) {
     await options.onRefreshToken?.(next)
   }
 
+  const initialRefreshToken = refreshTokenValue
+  const { fleet } = options
+  const familyKey = options.familyKey ?? (() => '')
+
+  /** One refresh with `rt`: the result, or undefined when the AS refused it and the grant can take over. */
+  const redeem = async (rt: string, params: TokenParams) => {
+    try {
+      const result = await request(refreshWith(rt, { resource: params.resource, scope: params.scope }), params)
+      return { result, grant: 'refresh_token' }
+    } catch (err) {
+      if (err instanceof TokenEndpointError && err.error === 'invalid_grant' && baseGrant.type !== 'refresh_token' && baseGrant.retryable) return undefined
+      throw err
+    }
+  }
+
+  /** Earns with the fleet's refresh-token family when there is one this process may present, else with the grant. */
+  const earnShared = async (fleet: Fleet, params: TokenParams) => {
+    const outcome = await fleet.redeemFamily(familyKey(), initialRefreshToken, async (rt) => {
+      const out = await redeem(rt, params)
+      if (!out) return undefined
+      const next = out.result.response.refresh_token
+      if (next !== undefined && next !== rt) await options.onRefreshToken?.(next)
+      return { value: out, next }
+    })
+    if (outcome) return outcome
+    if (baseGrant.type === 'refresh_token') {
+      throw new BoundError('ERR_TOKEN_UNAVAILABLE', 'No refresh token this process may present: the shared one was refused, or the token store cannot say which one is current (another process may have replaced it); held tokens keep serving')
+    }
+    const result = await request(baseGrant, params)
+    const next = result.response.refresh_token
+    if (next !== undefined) {
+      await fleet.startFamily(familyKey(), next)
+      await options.onRefreshToken?.(next)
+    }
+    return { result, grant: baseGrant.type }
+  }
+
   /** Earns with the refresh token when one is held, else with the configured grant (GRANT-09). */
   const earn = async (params: TokenParams): Promise<{ result: TokenEndpointResult & { x5t: string | undefined }; grant: string }> => {
+    if (fleet) return earnShared(fleet, params)
     if (refreshTokenValue !== undefined) {
       const outcome = await withRefreshLock(async () => {
         const rt = refreshTokenValue
         if (rt === undefined) return undefined // dropped while waiting: use the grant
-        try {
-          const result = await request(refreshWith(rt, { resource: params.resource, scope: params.scope }), params)
-          await keepRefreshToken(result)
-          return { result, grant: 'refresh_token' }
-        } catch (err) {
-          if (err instanceof TokenEndpointError && err.error === 'invalid_grant' && refreshTokenValue === rt) {
-            refreshTokenValue = undefined
-            if (baseGrant.type === 'refresh_token' || !baseGrant.retryable) throw err
-            return undefined // fall back to the session's own credentials
-          }
+        const out = await redeem(rt, params).catch((err: unknown) => {
+          if (err instanceof TokenEndpointError && err.error === 'invalid_grant' && refreshTokenValue === rt) refreshTokenValue = undefined
           throw err
+        })
+        if (!out) {
+          if (refreshTokenValue === rt) refreshTokenValue = undefined
+          return undefined // fall back to the session's own credentials
         }
+        await keepRefreshToken(out.result)
+        return out
       })
       if (outcome) return outcome
     }
@@ -227,21 +268,23 @@ export function createAcquisition(options: AcquisitionOptions) {
 
   /**
    * RFC 7009: revokes every unexpired token obtained that `which` picks (default all) and, with
-   * `refreshToo`, the refresh token. Throws when some could not be.
+   * `refreshToo`, the refresh token. Throws when some could not be. With a shared store, only what
+   * this process obtained: the fleet's refresh-token family and the tokens other processes earned
+   * are the fleet's (revoking them would cut every process off).
    */
   const revoke = async (which: (token: BoundToken) => boolean = () => true, refreshToo = false, signal?: AbortSignal) => {
     const now = clock.now()
     const tokens = [...obtained].filter((t) => t.expiresAt > now && which(t))
     for (const t of tokens) obtained.delete(t)
-    const rt = refreshToo ? refreshTokenValue : undefined
+    const rts = !refreshToo ? [] : fleet ? fleet.localRefreshTokens() : refreshTokenValue !== undefined ? [refreshTokenValue] : []
     if (refreshToo) refreshTokenValue = undefined
-    if (tokens.length === 0 && rt === undefined) return
+    if (tokens.length === 0 && rts.length === 0) return
     const url = await endpoint('revocation_endpoint', signal).catch(() => undefined)
     if (!url) throw new BoundError('ERR_INVALID_CONFIG', 'the authorization server publishes no revocation_endpoint: nothing could be revoked')
     const timeout = AbortSignal.timeout(options.tokenRequestTimeoutMs)
     const ctx = { endpoint: url, issuer, clientId: options.clientId, clientAuth, fetch: transport.fetch, clock, signal: signal ? AbortSignal.any([signal, timeout]) : timeout }
     const failures: unknown[] = []
-    if (rt !== undefined) await revokeToken(ctx, rt, 'refresh_token').then(() => events.emit('token.revoked', { label: 'refresh token', hint: 'refresh_token' }), (e: unknown) => failures.push(e))
+    for (const rt of rts) await revokeToken(ctx, rt, 'refresh_token').then(() => events.emit('token.revoked', { label: 'refresh token', hint: 'refresh_token' }), (e: unknown) => failures.push(e))
     for (const token of tokens) {
       await revokeToken(ctx, token.value, 'access_token').then(() => events.emit('token.revoked', { label: token.label, hint: 'access_token' }), (e: unknown) => failures.push(e))
     }

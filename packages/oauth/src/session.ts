@@ -5,6 +5,7 @@ import { createDpop, generateDpopKey, type Dpop, type DpopKey } from '@bound/dpo
 import { createTransport, type Interceptor, type ProxySetting, type Transport } from '@bound/http'
 import type { ClientCertificate, ClientCertificatePem, Pem } from '@bound/mtls'
 import { createAcquisition } from './acquisition.js'
+import { createFleet, type Fleet, type SharedStoreOptions } from './fleet.js'
 import { createBinding, type PostureAnswer } from './binding.js'
 import { noClientAuth, type ClientAuth } from './client-auth.js'
 import type { AuthorizationServerMetadata } from './discovery.js'
@@ -130,6 +131,15 @@ export interface SessionOptions {
   postureIntervalMs?: number
   /** Revoke (RFC 7009) every unexpired token the session obtained when the posture turns unhealthy. Default false. */
   revokeWhenUnhealthy?: boolean
+  /**
+   * Share tokens with the other processes of a fleet through a store (`@bound/redis`, or any
+   * `TokenStore`): one process earns a key's token, the others take it, a rotating refresh token is
+   * redeemed by one process per generation, values are sealed with `encryptionKey`, and the store
+   * is never waited on longer than its bounds (see {@link SharedStoreOptions}). Processes share
+   * tokens only when they share the binding (the same DPoP key or certificate). Default: none (each
+   * process has its own cache).
+   */
+  store?: SharedStoreOptions
 }
 
 /**
@@ -214,6 +224,14 @@ export interface SessionEvents {
   'origin.unlisted': { origin: string; nearest: string | undefined }
   /** A step-up: `approved` (onStepUp gave parameters or a token), `reused` (a level already approved), `declined`. */
   'challenge.step_up': { origin: string; acrValues: string | undefined; outcome: 'approved' | 'reused' | 'declined' }
+  /** A token another process of the fleet earned, taken from the shared store (`generation`: the store's). */
+  'token.shared': { label: string; cacheKey: string; generation: number; waitMs: number }
+  /** The shared store failed (`error`) or did not answer in time (`timeout`): the session works alone until `retryAt`. */
+  'store.degraded': { operation: string; reason: 'timeout' | 'error'; message: string; retryAt: number }
+  /** The shared store answers again after `downMs`: fleet coordination resumed. */
+  'store.recovered': { downMs: number }
+  /** A caller waited on the store (lease, another process's token request) up to its bound and earned here. */
+  'store.wait_exceeded': { cacheKey: string; ms: number; storeAvailable: boolean }
 }
 
 /**
@@ -324,6 +342,16 @@ const checkTelemetry = optionsChecker('createSession: telemetry', {
   logger: z.custom((v) => typeof v === 'object' && v !== null, 'must be a logger ({ info, warn, … })').optional(),
   openTelemetry: z.boolean().optional(),
 })
+const checkStore = optionsChecker('createSession: store', {
+  store: object('must be a TokenStore (createRedisTokenStore() from @bound/redis, or your own)', (v) => ['get', 'put', 'invalidate', 'acquireLease', 'holdsLease', 'releaseLease', 'subscribe'].every((m) => typeof v[m] === 'function')),
+  encryptionKey: z.custom((v) => v !== undefined && v !== null && v !== '', 'is required: 32 bytes (AES-256-GCM) every process of the fleet shares, e.g. `openssl rand -base64 32`'),
+  partition: z.string().min(1).max(512).optional(),
+  timeoutMs: durationMs(1, 60_000).optional(),
+  waitMs: durationMs(1, 600_000).optional(),
+  leaseMs: durationMs(100, 3_600_000).optional(),
+  retryMs: durationMs(1, 600_000).optional(),
+  pollMs: durationMs(1, 60_000).optional(),
+})
 const checkSessionOptions = optionsChecker('createSession', {
   issuer: z.string().optional(),
   trustedIssuers: z.union([z.array(z.string()), fn('a list of issuers or a predicate')]).optional(),
@@ -352,6 +380,7 @@ const checkSessionOptions = optionsChecker('createSession', {
   posture: fn('a function').optional(),
   postureIntervalMs: durationMs(0, 86_400_000).optional(),
   revokeWhenUnhealthy: z.boolean().optional(),
+  store: z.unknown().optional(),
 })
 
 const NO_EXTRA: Readonly<Record<string, string>> = Object.freeze({})
@@ -381,6 +410,10 @@ export function createSession(options: SessionOptions): Session {
   checkBackoff(options.backoff)
   checkContext(options.context)
   checkTelemetry(options.telemetry)
+  checkStore(options.store)
+  if (options.store && options.store.partition === undefined && options.grant.type !== 'client_credentials') {
+    throw new BoundError('ERR_INVALID_CONFIG', `createSession: store.partition is required with the ${options.grant.type} grant: it acts for a subject, and sessions of different subjects must not share tokens (give the tenant or user id)`)
+  }
   if (options.issuer) assertSecureUrl(options.issuer, 'issuer')
   if (options.tokenEndpoint) assertSecureUrl(options.tokenEndpoint, 'token endpoint')
   if (options.revocationEndpoint) assertSecureUrl(options.revocationEndpoint, 'revocation endpoint')
@@ -426,6 +459,24 @@ export function createSession(options: SessionOptions): Session {
     },
   })
 
+  const tokenRequestTimeoutMs = options.tokenRequestTimeoutMs ?? 10_000
+  const fleet: Fleet | undefined = options.store
+    ? createFleet({
+        shared: options.store,
+        events,
+        leaseMs: options.store.leaseMs ?? tokenRequestTimeoutMs + 5_000,
+        // who the session is: the AS, the client, the grant, the partition, the certificate (the key is in every cache key)
+        identity: () => JSON.stringify([acquisition.issuer ?? options.tokenEndpoint ?? '', options.clientId, grant.type, options.store?.partition ?? '', transport.clientCertificate?.current().x5t ?? '']),
+        accept: (token) => binding.isCurrent(token),
+        invalidateLocal(cacheKey, generation) {
+          for (const token of manager.held()) {
+            if (token.cacheKey === cacheKey && fleet?.generationOf(token) === generation && manager.invalidate(token)) events.emit('token.invalidated', { label: token.label, cacheKey })
+          }
+        },
+        held: () => manager.held(),
+      })
+    : undefined
+
   const acquisition = createAcquisition({
     issuer: options.issuer,
     tokenEndpoint: options.tokenEndpoint,
@@ -438,9 +489,11 @@ export function createSession(options: SessionOptions): Session {
     transport,
     clock,
     events,
-    tokenRequestTimeoutMs: options.tokenRequestTimeoutMs ?? 10_000,
+    tokenRequestTimeoutMs,
     acceptBearerDowngrade: options.acceptBearerDowngrade ?? false,
     onRefreshToken: options.onRefreshToken,
+    fleet,
+    familyKey: binding.key,
   })
 
   const cache = createTokenCache({
@@ -455,6 +508,7 @@ export function createSession(options: SessionOptions): Session {
     refresh: options.refresh,
     backoff: options.backoff,
     maxEntries: options.maxCachedTokens,
+    fleet,
   })
   const { manager } = cache
 
@@ -468,6 +522,7 @@ export function createSession(options: SessionOptions): Session {
     closed = true
     offRotated?.()
     manager.close()
+    fleet?.close()
     try {
       if (closeOptions.revoke) await acquisition.revoke(undefined, true, closeOptions.signal).catch((err: unknown) => {
         if (!closeOptions.bestEffort) throw err
@@ -511,6 +566,7 @@ export function createSession(options: SessionOptions): Session {
     adopt: (req, tokenSet) => cache.adopt(req, tokenSet),
     invalidate(token) {
       if (manager.invalidate(token)) events.emit('token.invalidated', { label: token.label, cacheKey: token.cacheKey })
+      fleet?.invalidate(token) // every process of the fleet drops it too
     },
     rotateDpopKey(key) {
       if (!dpop) throw new BoundError('ERR_INVALID_CONFIG', 'rotateDpopKey: this session has no DPoP key')

@@ -57,6 +57,10 @@ const LINES: { [K in keyof SessionEvents]?: [Level, string] } = {
   'origin.unlisted': ['warn', 'a request went without credentials to an origin that is not in origins (a typo?)'],
   'key.rotated': ['info', 'DPoP key rotated'],
   'certificate.rotated': ['info', 'client certificate rotated'],
+  'token.shared': ['debug', 'token taken from the shared store (another process earned it)'],
+  'store.degraded': ['warn', 'token store unavailable: working alone (own cache and single-flight) until it answers again'],
+  'store.recovered': ['info', 'token store answers again: fleet coordination resumed'],
+  'store.wait_exceeded': ['warn', 'waited on the token store longer than its bound: earned here'],
 }
 
 interface OtelApi {

@@ -2,6 +2,7 @@ import { BoundError, isBoundError, type Clock, type Emitter } from '@bound/core'
 import type { Dpop } from '@bound/dpop'
 import type { Acquisition, TokenParams } from './acquisition.js'
 import type { Binding } from './binding.js'
+import type { Fleet } from './fleet.js'
 import type { Grant } from './grants.js'
 import type { SessionEvents, StepUpApproval, TokenRequest } from './session.js'
 import { parseTokenResponse, type TokenResponse } from './token-endpoint.js'
@@ -21,6 +22,8 @@ export interface TokenCacheOptions {
   refresh: RefreshOptions | undefined
   backoff: BackoffOptions | undefined
   maxEntries: number | undefined
+  /** Fleet coordination, when tokens are shared through a store. */
+  fleet: Fleet | undefined
 }
 
 // (what earn throws is a BoundError, or an abort passed through: reported as the token it cost)
@@ -35,7 +38,7 @@ const NO_EXTRA: Readonly<Record<string, string>> = Object.freeze({})
  * through token acquisition after the posture check, and reported as events.
  */
 export function createTokenCache(options: TokenCacheOptions) {
-  const { binding, acquisition, events, clock, grant, dpop, defaultLifetimeMs } = options
+  const { binding, acquisition, events, clock, grant, dpop, defaultLifetimeMs, fleet } = options
 
   /** A token response as a held token: lifetime from receipt (`expires_in`, else the default), scope as granted or asked. */
   const holdable = (response: TokenResponse, type: 'DPoP' | 'Bearer', receivedAt: number, scope: string | undefined, cacheKey: string, generation: number, bound: BoundToken['binding']) => {
@@ -54,9 +57,22 @@ export function createTokenCache(options: TokenCacheOptions) {
     return token
   }
 
+  /** One token request for `cacheKey` in this process (the posture was asked). */
+  const earnHere = async (cacheKey: string, params: TokenParams, background: boolean, generation: number, started: number) => {
+    const { result, grant: used } = await acquisition.earn(params)
+    const receivedAt = clock.now()
+    const bound = { ...(result.type === 'DPoP' && result.jkt ? { jkt: result.jkt } : {}), ...(result.x5t ? { x5t: result.x5t } : {}) }
+    const token = holdable(result.response, result.type, receivedAt, params.scope, cacheKey, generation, bound)
+    events.emit('token.acquired', { label: token.label, cacheKey, type: token.type, grant: used, expiresAt: token.expiresAt, attempts: result.attempts, waitMs: receivedAt - started, reason: background ? 'refresh' : 'demand' })
+    return token
+  }
+
+  // With a shared store the fleet is one earner: a token's refresh point need not be spread at random
+  // across processes (only one of them refreshes; the others take its token).
+  const refresh = fleet ? { jitter: 0.1, ...options.refresh } : options.refresh
   const manager = createTokenManager<TokenParams>({
     clock,
-    ...(options.refresh ? { refresh: options.refresh } : {}),
+    ...(refresh ? { refresh } : {}),
     ...(options.backoff ? { backoff: options.backoff } : {}),
     ...(options.maxEntries ? { maxEntries: options.maxEntries } : {}),
     // a token bound to a key or certificate the session rotated away from is never served again
@@ -70,17 +86,13 @@ export function createTokenCache(options: TokenCacheOptions) {
       if (event.type === 'wait') events.emit('token.wait', { cacheKey: event.cacheKey, ms: event.ms })
       if (event.type === 'backoff') events.emit('token.backoff', { cacheKey: event.cacheKey, failures: event.failures, until: event.until, code: codeOf(event.error) })
     },
-    async earn(cacheKey, params, { background, generation }) {
+    async earn(cacheKey, params, { background, generation, previous }) {
       const started = clock.now()
       try {
         // every token request asks the posture first, background refreshes included
         await binding.checkPosture()
-        const { result, grant: used } = await acquisition.earn(params)
-        const receivedAt = clock.now()
-        const bound = { ...(result.type === 'DPoP' && result.jkt ? { jkt: result.jkt } : {}), ...(result.x5t ? { x5t: result.x5t } : {}) }
-        const token = holdable(result.response, result.type, receivedAt, params.scope, cacheKey, generation, bound)
-        events.emit('token.acquired', { label: token.label, cacheKey, type: token.type, grant: used, expiresAt: token.expiresAt, attempts: result.attempts, waitMs: receivedAt - started, reason: background ? 'refresh' : 'demand' })
-        return token
+        if (!fleet) return await earnHere(cacheKey, params, background, generation, started)
+        return await fleet.obtain(cacheKey, { previous, localGeneration: generation, earn: () => earnHere(cacheKey, params, background, generation, started) })
       } catch (thrown) {
         // anything not Bound's own (a subject-token callback or a signer that threw…) becomes a typed
         // error; its message stays in the cause, never copied into ours (it is not ours to vouch for)

@@ -90,9 +90,10 @@ export interface TokenManagerOptions<P> {
   maxEntries?: number
   /**
    * Earns a new token for a cache key with `params` (`background`: a refresh ahead of expiry,
-   * nobody waits on it; `generation`: the number the token must carry).
+   * nobody waits on it; `generation`: the number the token must carry; `previous`: the token held
+   * for the key, which the new one replaces).
    */
-  earn(cacheKey: string, params: P, context: { background: boolean; generation: number }): Promise<BoundToken>
+  earn(cacheKey: string, params: P, context: { background: boolean; generation: number; previous: BoundToken | undefined }): Promise<BoundToken>
   /** Told about background refresh failures (the held token keeps serving). */
   onBackgroundError?(cacheKey: string, error: unknown): void
   /**
@@ -313,7 +314,7 @@ export function createTokenManager<P>(options: TokenManagerOptions<P>): TokenMan
       const previous = slots.get(cacheKey)?.held
       let token: BoundToken
       try {
-        token = await options.earn(cacheKey, once, { background: !onDemand, generation: ++generation })
+        token = await options.earn(cacheKey, once, { background: !onDemand, generation: ++generation, previous: previous?.token })
       } catch (err) {
         if (options.countsAsFailure?.(err) ?? true) recordFailure(cacheKey, err)
         throw err
