@@ -137,3 +137,45 @@ describe('a shared store in one process (FLEET-01…05)', () => {
     expect(() => sessionOn(store, dpop, { store: { store, encryptionKey: undefined as never } })).toThrow(/encryptionKey: is required/)
   })
 })
+
+describe('a session per tenant (createSessionPool)', () => {
+  it('makes sessions on demand, bounds them, and a session made again after eviction takes its tokens from the store', async () => {
+    const { createSessionPool } = await import('@bound/oauth')
+    kit.as.resetCounters()
+    const store = createMemoryTokenStore()
+    const dpop = await generateDpopKey()
+    const c = kit.clients.secretBasic
+    const made: string[] = []
+    const pool = createSessionPool({
+      maxSessions: 2,
+      closeAfterMs: 0,
+      sessionOptions: (tenant) => {
+        made.push(tenant)
+        return {
+          issuer: kit.issuer,
+          clientId: c.clientId,
+          clientAuth: clientSecretBasic(c.clientSecret),
+          grant: tokenExchange({ subjectToken: () => kit.workloadIdentity.mintToken({ sub: `tenant:${tenant}` }), resource: kit.resource }),
+          dpop,
+          ca: kit.ca,
+          store: { store, encryptionKey },
+        }
+      },
+    })
+    try {
+      const a1 = await pool.get('a').token()
+      expect(pool.get('a')).toBe(pool.get('a'))
+      const b1 = await pool.get('b').token()
+      expect(b1.label).not.toBe(a1.label) // tenants never share
+      await pool.get('c').token() // evicts a (least recently used)
+      expect(pool.size).toBe(2)
+      const again = await pool.get('a').token() // a new session for a: its token comes from the store
+      expect(made).toEqual(['a', 'b', 'c', 'a'])
+      expect(again.label).toBe(a1.label)
+      expect(kit.as.counters().tokensIssued).toBe(3)
+    } finally {
+      await pool.close()
+    }
+    expect(() => pool.get('a')).toThrow(/closed/)
+  })
+})

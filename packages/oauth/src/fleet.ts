@@ -95,7 +95,7 @@ export function createFleet(options: FleetOptions) {
     const downMs = Math.round(now() - downSince)
     downSince = undefined
     events.emit('store.recovered', { downMs })
-    subscription = undefined // subscribe again (the engine may have lost it)
+    // notifications may have been lost meanwhile (the engine resubscribes by itself): look at what we hold
     void recheckHeld()
   }
   const available = () => !closed && now() >= downUntil

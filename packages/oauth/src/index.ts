@@ -7,6 +7,8 @@
  * @module @bound/oauth
  */
 export { createSession } from './session.js'
+export { createSessionPool } from './session-pool.js'
+export type { SessionPool, SessionPoolOptions } from './session-pool.js'
 export type { Session, SessionOptions, SessionEvents, TokenRequest, StepUpApproval } from './session.js'
 export type { PostureAnswer } from './binding.js'
 export { clientCredentials, refreshToken, tokenExchange, jwtBearer, ciba, TOKEN_TYPES } from './grants.js'
