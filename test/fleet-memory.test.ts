@@ -98,6 +98,21 @@ describe('a shared store in one process (FLEET-01…05)', () => {
     expect(kit.as.counters().tokensIssued).toBe(2)
   })
 
+  it('FLEET-01: a token revoked by the process that earned it is dropped by the processes that took it', async () => {
+    const store = createMemoryTokenStore()
+    const shared = await generateDpopKey()
+    const a = sessionOn(store, shared)
+    const b = sessionOn(store, shared)
+    const first = await a.token()
+    expect((await b.token()).label).toBe(first.label)
+    const dropped = new Promise((resolve) => b.events.on('token.invalidated', resolve))
+    await a.close({ revoke: true })
+    await dropped
+    const next = await b.token()
+    expect(next.label).not.toBe(first.label)
+    expect((await createBoundFetch({ session: b, origins: [kit.api] })(`${kit.api}/orders`)).status).toBe(200)
+  })
+
   it('FLEET-02/03: a rotating refresh token shared by sessions is redeemed by one at a time, never twice', async () => {
     kit.as.resetCounters()
     const store = createMemoryTokenStore()

@@ -286,7 +286,10 @@ export function createAcquisition(options: AcquisitionOptions) {
     const failures: unknown[] = []
     for (const rt of rts) await revokeToken(ctx, rt, 'refresh_token').then(() => events.emit('token.revoked', { label: 'refresh token', hint: 'refresh_token' }), (e: unknown) => failures.push(e))
     for (const token of tokens) {
-      await revokeToken(ctx, token.value, 'access_token').then(() => events.emit('token.revoked', { label: token.label, hint: 'access_token' }), (e: unknown) => failures.push(e))
+      await revokeToken(ctx, token.value, 'access_token').then(() => {
+        events.emit('token.revoked', { label: token.label, hint: 'access_token' })
+        fleet?.invalidate(token) // the processes that took it from the store drop it too
+      }, (e: unknown) => failures.push(e))
     }
     if (failures.length > 0) throw new BoundError('ERR_TOKEN_ENDPOINT', `${failures.length} token(s) could not be revoked`, { cause: failures[0] })
   }

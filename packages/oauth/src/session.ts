@@ -522,12 +522,12 @@ export function createSession(options: SessionOptions): Session {
     closed = true
     offRotated?.()
     manager.close()
-    fleet?.close()
     try {
       if (closeOptions.revoke) await acquisition.revoke(undefined, true, closeOptions.signal).catch((err: unknown) => {
         if (!closeOptions.bestEffort) throw err
       })
     } finally {
+      fleet?.close() // (after the revocation: it tells the fleet)
       acquisition.forget()
       if (ownTransport) await transport.close()
     }
