@@ -9,6 +9,8 @@
 export { createSession } from './session.js'
 export type { Session, SessionOptions, SessionEvents, TokenRequest, StepUpApproval } from './session.js'
 export type { PostureAnswer } from './binding.js'
+export { createMemoryTokenStore } from './token-store.js'
+export type { TokenStore, StoredRecord } from './token-store.js'
 export { clientCredentials, refreshToken, tokenExchange, jwtBearer, ciba, TOKEN_TYPES } from './grants.js'
 export type { ClientCredentialsOptions, Grant, GrantContext, GrantOptions, RefreshTokenGrantOptions, TokenExchangeOptions, JwtBearerOptions } from './grants.js'
 export { fromFile, fromEnv, fromGitHubActions } from './subject-token.js'
