@@ -127,8 +127,8 @@ const checkKey = (where: string, key: unknown) => argument(where, 'key', typeof 
 const checkTtl = (where: string, ttlMs: unknown) => argument(where, 'ttlMs', positiveInteger(ttlMs), 'must be a positive whole number of milliseconds')
 
 /**
- * A {@link TokenStore} on Redis (a single server, or one behind Sentinel or a managed failover),
- * through a node-redis client the application owns. Records live under `<prefix>rec:<key>` (a hash:
+ * A {@link TokenStore} on Redis (a standalone server, or a managed endpoint that fails over behind
+ * one address; not Redis Cluster), through a node-redis client the application owns. Records live under `<prefix>rec:<key>` (a hash:
  * generation `g`, sealed value `v`), leases under `<prefix>lease:<key>` (the owner's id); changes are
  * announced on the channel `<prefix>changes` as `"<generation> <key>"`. Every write is one Lua
  * script, so compare-and-set, expiry and announcement happen atomically. Keys are the hashed keys
