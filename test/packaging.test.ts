@@ -8,7 +8,7 @@ import { publint } from 'publint'
 import { formatMessage } from 'publint/utils'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
-const packages = ['core', 'dpop', 'mtls', 'http', 'oauth', 'fetch', 'axios', 'got', 'testkit', 'cli']
+const packages = ['core', 'dpop', 'mtls', 'http', 'oauth', 'fetch', 'axios', 'got', 'redis', 'testkit', 'cli']
 
 describe('packaging', () => {
   it.each(packages)('@bound/%s passes publint --strict', async (name) => {
@@ -28,7 +28,7 @@ describe('packaging', () => {
     }
   })
 
-  it.each(['axios', 'got'])('@bound/%s takes its HTTP client as a peer (the application’s copy), never as a dependency', (name) => {
+  it.each(['axios', 'got', 'redis'])('@bound/%s takes its client (HTTP, Redis) as a peer (the application’s copy), never as a dependency', (name) => {
     const pkg = JSON.parse(readFileSync(join(root, 'packages', name, 'package.json'), 'utf8'))
     expect(Object.keys(pkg.dependencies)).not.toContain(name)
     expect(pkg.peerDependencies[name]).toMatch(/^\^\d/)
