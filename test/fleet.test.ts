@@ -136,7 +136,7 @@ describe('a fleet on Redis (issue 16)', () => {
     await redis.kill()
     await new Promise((r) => setTimeout(r, 10_000))
     await redis.restart()
-    const runs = await run
+    const runs = await run // (6 s more: the breaker tries the store again within 5 s)
     const t = await tallies(fleet)
     expect(sum(runs.map((r) => r.failed)), JSON.stringify(runs.map((r) => r.failures))).toBe(0)
     for (const x of t) {
@@ -150,9 +150,9 @@ describe('a fleet on Redis (issue 16)', () => {
 
   it('FLEET-04: Redis with 200 ms added latency → 0 failed requests, no wait beyond the bound', async () => {
     const kit = await kitWith({ accessTokenTtlSeconds: 4 })
-    const proxy: LatencyProxy = await startLatencyProxy(redis.port, 200)
+    const proxy: LatencyProxy = await startLatencyProxy(redis.port, { latencyMs: 200 })
     try {
-      const fleet = await startFleet(kit, 4, { redisUrl: proxy.url })
+      const fleet = await startFleet(kit, 4, { redisUrl: `redis://127.0.0.1:${proxy.port}` })
       const runs = await Promise.all(fleet.map((w) => w.ask<Summary>({ type: 'steady', durationMs: 12_000, concurrency: 2, intervalMs: 100 }, 'steady', 60_000)))
       const t = await tallies(fleet)
       expect(sum(runs.map((r) => r.failed)), JSON.stringify(runs.map((r) => r.failures))).toBe(0)
@@ -185,8 +185,9 @@ describe('a fleet on Redis (issue 16)', () => {
     const bursts = await othersBurst
     expect(bursts.map((b) => b.failed)).toEqual([0, 0, 0])
     // each waited at most its bound before earning itself
-    for (const b of bursts) expect(b.maxMs).toBeLessThan(2_000 + 3_000)
+    for (const b of bursts) expect(b.maxMs).toBeLessThan(2_000 + 2_500)
     const t = await tallies(others)
     expect(sum(t.map((x) => x.waitExceeded.length))).toBeGreaterThanOrEqual(1)
+    for (const x of t) for (const ms of x.waitExceeded) expect(ms).toBeLessThanOrEqual(2_600)
   }, 60_000)
 })

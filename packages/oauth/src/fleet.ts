@@ -34,7 +34,7 @@ export interface SharedStoreOptions {
   waitMs?: number
   /** How long the earner's lease lasts: a holder that died is replaced after it. Default the token request timeout + 5,000. */
   leaseMs?: number
-  /** After a store failure, the store is left alone this long (doubling up to 30 s) before it is tried again. Default 1,000. */
+  /** After a store failure, the store is left alone this long (doubling up to 5 s, or retryMs when larger) before it is tried again. Default 1,000. */
   retryMs?: number
   /** While waiting for another process's token, look at the store at least this often (notifications usually come first). Default 100. */
   pollMs?: number
@@ -83,7 +83,8 @@ export function createFleet(options: FleetOptions) {
   let downUntil = 0
   const degrade = (operation: string, err: unknown) => {
     failures++
-    downUntil = now() + Math.min(retryMs * 2 ** Math.min(failures - 1, 10), 30_000)
+    // doubling, but never beyond 5 s (or retryMs): coordination must resume soon after the store is back
+    downUntil = now() + Math.min(retryMs * 2 ** Math.min(failures - 1, 10), Math.max(retryMs, 5_000))
     if (downSince !== undefined) return
     downSince = now()
     const timedOut = err instanceof BoundError && err.code === 'ERR_TOKEN_UNAVAILABLE'
@@ -319,6 +320,9 @@ export function createFleet(options: FleetOptions) {
       else if (out === undefined) localFamilies.delete(key)
       return out?.value
     }
+    // most sessions never get a refresh token (client credentials): a plain read says so, without the lease
+    const peek = await call('get', () => store.get(key))
+    if (peek === FAILED || (peek === undefined && initial === undefined) || peek?.value === '') return undefined
     const deadline = now() + waitMs
     let leased: Outcome<boolean> = false
     while (now() < deadline) {
