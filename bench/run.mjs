@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const here = dirname(fileURLToPath(import.meta.url))
-const all = ['dpop', 'fleet', 'mtls', 'fetch', 'pool', 'h2', 'proxy']
+const all = ['dpop', 'fleet', 'store', 'mtls', 'fetch', 'pool', 'h2', 'proxy']
 const names = process.argv.slice(2).filter((a) => !a.startsWith('-'))
 const flags = process.argv.slice(2).filter((a) => a.startsWith('-'))
 let failed = false

@@ -143,7 +143,11 @@ export function createFleet(options: FleetOptions) {
     })()
     return subscription
   }
+  /** How many changes of each key were announced while someone was about to wait for one (no wake-up is lost). */
+  const changes = new Map<string, number>()
+  const changesOf = (key: string) => changes.get(key) ?? 0
   const onChange = (key: string, generation: number) => {
+    if (changes.has(key) || waiters.has(key)) changes.set(key, changesOf(key) + 1)
     const set = waiters.get(key)
     if (set) for (const wake of [...set]) wake()
     // a token we hold at this generation may have been invalidated elsewhere: look
@@ -163,9 +167,18 @@ export function createFleet(options: FleetOptions) {
   const recheckHeld = async () => {
     for (const token of options.held()) await recheck(token)
   }
-  /** Waits for a change of `key` (or `ms`). */
-  const waitForChange = (key: string, ms: number) =>
+  /** Starts watching `key`: the count to hand to {@link waitForChange}. */
+  const watch = (key: string) => {
+    if (!changes.has(key)) {
+      if (changes.size >= 10_000) changes.delete(changes.keys().next().value as string)
+      changes.set(key, 0)
+    }
+    return changesOf(key)
+  }
+  /** Waits for a change of `key` after the one `seen` counted (at once if one came since), or `ms`. */
+  const waitForChange = (key: string, ms: number, seen: number) =>
     new Promise<void>((resolve) => {
+      if (changesOf(key) !== seen) return resolve()
       let set = waiters.get(key)
       if (!set) waiters.set(key, (set = new Set()))
       const done = () => {
@@ -254,6 +267,7 @@ export function createFleet(options: FleetOptions) {
     if (found) return taken(found)
     let waited = false
     while (available() && now() < deadline) {
+      const seen = watch(key) // (before the lease: a token shared right after a refused lease still wakes us)
       const leased = await call('lease', () => store.acquireLease(key, owner, options.leaseMs), deadline - now())
       if (leased === FAILED) break
       if (leased) {
@@ -274,7 +288,7 @@ export function createFleet(options: FleetOptions) {
       }
       // another process is earning it: wait for its token (notified, or seen on a poll), within the bound
       waited = true
-      await waitForChange(key, Math.min(pollMs, deadline - now()))
+      await waitForChange(key, Math.min(pollMs, deadline - now()), seen)
       rec = await call('get', () => store.get(key), deadline - now())
       found = takeable(rec, key, cacheKey, floor, request.previous, request.localGeneration)
       if (found) return taken(found)
@@ -326,9 +340,10 @@ export function createFleet(options: FleetOptions) {
     const deadline = now() + waitMs
     let leased: Outcome<boolean> = false
     while (now() < deadline) {
+      const seen = watch(key)
       leased = await call('lease', () => store.acquireLease(key, owner, options.leaseMs), deadline - now())
       if (leased !== false) break
-      await waitForChange(key, Math.min(pollMs, deadline - now()))
+      await waitForChange(key, Math.min(pollMs, deadline - now()), seen)
     }
     if (leased !== true) return undefined // the store failed or another redeemer is slow: never present a token it may have replaced
     try {
