@@ -194,3 +194,29 @@ describe('a session per tenant (createSessionPool)', () => {
     expect(() => pool.get('a')).toThrow(/closed/)
   })
 })
+
+describe('createSessionPool: idle sessions go', () => {
+  it('evicts a session idle for idleMs (its tokens stay in the store)', async () => {
+    const { createSessionPool } = await import('@bound/oauth')
+    const store = createMemoryTokenStore()
+    const dpop = await generateDpopKey()
+    const c = kit.clients.secretBasic
+    const pool = createSessionPool({
+      idleMs: 1_000,
+      closeAfterMs: 0,
+      sessionOptions: () => ({ issuer: kit.issuer, clientId: c.clientId, clientAuth: clientSecretBasic(c.clientSecret), grant: clientCredentials({ resource: kit.resource }), dpop, ca: kit.ca, store: { store, encryptionKey } }),
+    })
+    try {
+      const first = pool.get('idle')
+      const token = await first.token()
+      await new Promise((r) => setTimeout(r, 2_300))
+      expect(pool.size).toBe(0)
+      await expect(first.token()).rejects.toMatchObject({ code: 'ERR_CLOSED' }) // closed after it went
+      kit.as.resetCounters()
+      expect((await pool.get('idle').token()).label).toBe(token.label)
+      expect(kit.as.counters().tokensIssued).toBe(0)
+    } finally {
+      await pool.close()
+    }
+  })
+})

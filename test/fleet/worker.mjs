@@ -36,7 +36,7 @@ const session = createSession({
 const boundFetch = createBoundFetch({ session, origins: [cfg.api] })
 
 // what the test judges: every event that tells how a token was had, and the waits on the store
-const tally = { acquired: {}, shared: 0, degraded: [], recovered: 0, waitExceeded: [], sharedWaits: [], invalidated: 0, failedTokens: [] }
+const tally = { acquired: {}, shared: 0, degraded: [], recovered: 0, waitExceeded: [], sharedWaits: [], invalidated: 0, invalidatedAt: [], failedTokens: [] }
 session.events.on('token.acquired', (e) => (tally.acquired[e.grant] = (tally.acquired[e.grant] ?? 0) + 1))
 session.events.on('token.shared', (e) => {
   tally.shared++
@@ -45,7 +45,10 @@ session.events.on('token.shared', (e) => {
 session.events.on('store.degraded', (e) => tally.degraded.push({ operation: e.operation, reason: e.reason }))
 session.events.on('store.recovered', () => tally.recovered++)
 session.events.on('store.wait_exceeded', (e) => tally.waitExceeded.push(e.ms))
-session.events.on('token.invalidated', () => tally.invalidated++)
+session.events.on('token.invalidated', () => {
+  tally.invalidated++
+  tally.invalidatedAt.push(Date.now())
+})
 session.events.on('token.failed', (e) => tally.failedTokens.push(e.code))
 
 const one = async () => {
@@ -80,6 +83,12 @@ process.on('message', async (msg) => {
       }),
     )
     send({ type: 'steady', ...summary(results) })
+  } else if (msg.type === 'invalidate') {
+    // as the bound fetch does on an API's invalid_token
+    const token = await session.token()
+    const at = Date.now()
+    session.invalidate(token)
+    send({ type: 'invalidated', at, label: token.label })
   } else if (msg.type === 'tally') {
     send({ type: 'tally', tally })
   } else if (msg.type === 'exit') {
