@@ -131,6 +131,35 @@ describe('a shared store in one process (FLEET-01…05)', () => {
     expect(grants.filter((g) => g !== 'refresh_token').length).toBe(1) // one exchange, then the family
   })
 
+  it('FLEET-03: a holder paused past its lease never presents the refresh token another process replaced', async () => {
+    kit.as.resetCounters()
+    const inner = createMemoryTokenStore()
+    const shared = await generateDpopKey()
+    const grant = () => tokenExchange({ subjectToken: () => kit.workloadIdentity.mintToken({ sub: 'fleet:paused' }), resource: kit.resource, scope: 'orders:read offline_access' })
+    // A stalls right before a refresh token would leave (its lease check), for longer than its lease
+    let stall: Promise<void> | undefined
+    const storeA: TokenStore = { ...inner, holdsLease: async (key, owner) => (await stall, inner.holdsLease(key, owner)) }
+    const a = sessionOn(storeA, shared, { grant: grant(), store: { store: storeA, encryptionKey, partition: 'paused', leaseMs: 100, timeoutMs: 5_000 } })
+    const b = sessionOn(inner, shared, { grant: grant(), store: { store: inner, encryptionKey, partition: 'paused', leaseMs: 100 } })
+    const grantsA: string[] = []
+    a.events.on('token.acquired', (e) => grantsA.push(e.grant))
+    await a.token() // the exchange: the family's first refresh token is in the store
+    await b.token()
+    let release!: () => void
+    stall = new Promise((resolve) => (release = resolve))
+    const refreshA = a.forceRefresh()
+    await new Promise((r) => setTimeout(r, 300)) // A's leases have expired
+    const grantsB: string[] = []
+    b.events.on('token.acquired', (e) => grantsB.push(e.grant))
+    await b.forceRefresh() // B redeems the family and writes the next refresh token
+    release()
+    await refreshA
+    expect(grantsB).toEqual(['refresh_token'])
+    // A found the lease gone and never sent the consumed refresh token: it earned with its grant
+    expect(grantsA).toEqual(['urn:ietf:params:oauth:grant-type:token-exchange', 'urn:ietf:params:oauth:grant-type:token-exchange'])
+    expect(kit.as.counters().refreshReuseDetected).toBe(0)
+  })
+
   it('FLEET-04: a store that hangs costs each caller at most its bound, once; the session works alone and says so', async () => {
     const hanging: TokenStore = { ...createMemoryTokenStore(), get: () => new Promise(() => {}), acquireLease: () => new Promise(() => {}) }
     const a = sessionOn(hanging, await generateDpopKey(), { store: { store: hanging, encryptionKey, timeoutMs: 100, retryMs: 60_000 } })

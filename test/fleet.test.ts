@@ -146,12 +146,12 @@ describe('a fleet on Redis (issue 16)', () => {
   it('FLEET-04: Redis killed for 10 s mid-run → 0 failed requests, degraded and recovered in every process', async () => {
     const kit = await kitWith({ accessTokenTtlSeconds: 4 })
     const fleet = await startFleet(kit, 4, { grant: 'exchange' })
-    const run = Promise.all(fleet.map((w) => w.ask<Summary>({ type: 'steady', durationMs: 20_000, concurrency: 2, intervalMs: 100 }, 'steady', 60_000)))
+    const run = Promise.all(fleet.map((w) => w.ask<Summary>({ type: 'steady', durationMs: 22_000, concurrency: 2, intervalMs: 100 }, 'steady', 60_000)))
     await new Promise((r) => setTimeout(r, 4_000))
     await redis.kill()
     await new Promise((r) => setTimeout(r, 10_000))
     await redis.restart()
-    const runs = await run // (6 s more: the breaker tries the store again within 5 s)
+    const runs = await run // (8 s more: the breaker tries the store again within 5 s, by itself)
     const t = await tallies(fleet)
     expect(sum(runs.map((r) => r.failed)), JSON.stringify(runs.map((r) => r.failures))).toBe(0)
     for (const x of t) {

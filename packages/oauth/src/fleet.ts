@@ -85,6 +85,7 @@ export function createFleet(options: FleetOptions) {
     failures++
     // doubling, but never beyond 5 s (or retryMs): coordination must resume soon after the store is back
     downUntil = now() + Math.min(retryMs * 2 ** Math.min(failures - 1, 10), Math.max(retryMs, 5_000))
+    scheduleProbe()
     if (downSince !== undefined) return
     downSince = now()
     const timedOut = err instanceof BoundError && err.code === 'ERR_TOKEN_UNAVAILABLE'
@@ -100,6 +101,18 @@ export function createFleet(options: FleetOptions) {
     void recheckHeld()
   }
   const available = () => !closed && now() >= downUntil
+  // While degraded, the store is tried again in the background once the breaker allows, so
+  // coordination resumes (and notifications lost meanwhile are made up for) without waiting for
+  // a caller to need the store.
+  let probe: ReturnType<typeof setTimeout> | undefined
+  const scheduleProbe = () => {
+    if (probe !== undefined || closed) return
+    probe = setTimeout(() => {
+      probe = undefined
+      if (downSince !== undefined && !closed) void call('probe', () => store.get('probe'))
+    }, Math.max(1, downUntil - now()))
+    probe.unref()
+  }
 
   /** One store call, bounded by `timeoutMs` (and `budgetMs`): its value, or FAILED (the breaker opened). */
   const call = async <T>(operation: string, run: () => Promise<T>, budgetMs = timeoutMs): Promise<Outcome<T>> => {
@@ -396,6 +409,7 @@ export function createFleet(options: FleetOptions) {
     generationOf: (token: BoundToken) => generations.get(token),
     close() {
       closed = true
+      clearTimeout(probe)
       for (const set of waiters.values()) for (const wake of [...set]) wake()
       void subscription?.then((off) => off?.())
     },
