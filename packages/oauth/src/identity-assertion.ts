@@ -17,7 +17,7 @@ import { waitFor } from './token-manager.js'
  *
  * @example
  * ```ts
- * import { privateKeyJwt, type IdentityProviderOptions } from '@bound/fetch'
+ * import { privateKeyJwt, type IdentityProviderOptions } from '@bound/oauth'
  * const idp: IdentityProviderOptions = { issuer: 'https://acme.idp.example', clientId: 'ai-agent', clientAuth: privateKeyJwt(process.env.IDP_KEY_PEM!) }
  * ```
  */
@@ -47,7 +47,7 @@ export interface IdentityProviderOptions {
  *
  * @example
  * ```ts
- * import { fromFile, identityAssertionGrant, type IdentityAssertionGrantOptions } from '@bound/fetch'
+ * import { fromFile, identityAssertionGrant, type IdentityAssertionGrantOptions } from '@bound/oauth'
  * const options: IdentityAssertionGrantOptions = {
  *   idp: { issuer: 'https://acme.idp.example', clientId: 'ai-agent' },
  *   subjectToken: fromFile('/run/agent/id-token'),
@@ -183,7 +183,8 @@ interface Want {
  *
  * @example
  * ```ts
- * import { createSession, clientSecretBasic, privateKeyJwt, fromFile, identityAssertionGrant, generateDpopKey } from '@bound/fetch'
+ * import { createSession, clientSecretBasic, privateKeyJwt, fromFile, identityAssertionGrant } from '@bound/oauth'
+ * import { generateDpopKey } from '@bound/dpop'
  * const session = createSession({
  *   issuer: 'https://auth.crm.example.com',               // the resource authorization server
  *   clientId: 'agent-at-crm', clientAuth: clientSecretBasic(process.env.CRM_CLIENT_SECRET!),
