@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * Runs the MCP authorization conformance suite's workload scenarios against Bound's MCP client
+ * Runs the MCP authorization conformance suite's workload and enterprise-managed authorization scenarios against Bound's MCP client
  * (test/conformance/mcp-client.ts), one scenario at a time, and prints checks passed / total per
  * scenario. Exits non-zero if any check fails that is not in test/conformance/expected-failures.yml
  * (or a listed one passes: a stale baseline), or if the client did not behave as the scenario
@@ -26,6 +26,7 @@ const SCENARIOS = [
   'auth/dpop-nonce',
   'auth/metadata-issuer-mismatch',
   'auth/resource-mismatch',
+  'auth/enterprise-managed-authorization',
 ]
 /** Scenarios whose correct outcome is a refusal: the client must exit non-zero without requesting a token. */
 const REFUSE = new Set(['auth/metadata-issuer-mismatch', 'auth/resource-mismatch'])
@@ -104,6 +105,13 @@ function distinctChecks(checks) {
   return [...byId.values()]
 }
 
+const headerOf = (jwt) => {
+  try {
+    return JSON.parse(Buffer.from(String(jwt).split('.')[0], 'base64url').toString('utf8'))
+  } catch {
+    return undefined
+  }
+}
 const claimsOf = (jwt) => {
   try {
     return JSON.parse(Buffer.from(String(jwt).split('.')[1], 'base64url').toString('utf8'))
@@ -141,6 +149,16 @@ function wireChecks(scenario, checks) {
     const auds = assertions.map((a) => a?.aud)
     if (asMeta?.issuer !== undefined && auds.every((a) => a === asMeta.issuer)) facts.push(`assertion aud = issuer (${asMeta.issuer})`)
     else problems.push(`wire: client assertion aud ${JSON.stringify(auds)} is not the issuer ${JSON.stringify(asMeta?.issuer)}`)
+  }
+
+  // enterprise-managed authorization: what was redeemed is an ID-JAG for this AS, this client and this resource
+  const idJags = requests.map((b) => b.assertion).filter((a) => typeof a === 'string' && headerOf(a)?.typ === 'oauth-id-jag+jwt')
+  for (const idJag of idJags) {
+    const claims = claimsOf(idJag)
+    const aud = Array.isArray(claims?.aud) ? claims.aud[0] : claims?.aud
+    if (asMeta?.issuer !== undefined && aud !== asMeta.issuer) problems.push(`wire: ID-JAG aud ${JSON.stringify(claims?.aud)} is not the AS issuer ${JSON.stringify(asMeta.issuer)}`)
+    else if (prm?.resource !== undefined && claims?.resource !== prm.resource) problems.push(`wire: ID-JAG resource ${JSON.stringify(claims?.resource)} is not the PRM resource ${JSON.stringify(prm.resource)}`)
+    else facts.push(`ID-JAG (typ oauth-id-jag+jwt) redeemed: aud = the AS issuer, resource = the PRM resource, client_id ${JSON.stringify(claims?.client_id)}`)
   }
 
   if (requests.some((b) => b.grant_type === 'urn:ietf:params:oauth:grant-type:jwt-bearer')) {
@@ -219,7 +237,7 @@ for (const scenario of scenarios) {
   rows.push(row)
   if (problems.length > 0) failed = true
   const mark = problems.length === 0 ? 'ok  ' : 'FAIL'
-  console.log(`${mark} ${scenario.padEnd(32)} ${String(row.passed).padStart(2)}/${String(row.total).padEnd(2)} checks passed${expected.length ? `, ${expected.length} baselined (${row.expected.join(', ')})` : ''}; client exit ${clientExit}; ${row.seconds} s`)
+  console.log(`${mark} ${scenario.padEnd(40)} ${String(row.passed).padStart(2)}/${String(row.total).padEnd(2)} checks passed${expected.length ? `, ${expected.length} baselined (${row.expected.join(', ')})` : ''}; client exit ${clientExit}; ${row.seconds} s`)
   for (const p of problems) console.log(`       - ${p}`)
   if (facts.length > 0) console.log(`       wire: ${facts.join('; ')}`)
 }

@@ -24,7 +24,7 @@ function run(dir: string): Promise<{ code: number | null; out: string }> {
 
 describe('examples', () => {
   it('there are the examples the docs promise', () => {
-    expect(examples.sort()).toEqual(['agent-step-up', 'ci-token-exchange', 'mcp-client', 'mtls-rotation', 'quickstart', 'service-dpop', 'with-axios', 'with-got', 'with-ky', 'with-openai-sdk'])
+    expect(examples.sort()).toEqual(['agent-step-up', 'ci-token-exchange', 'enterprise-agent', 'mcp-client', 'mtls-rotation', 'quickstart', 'service-dpop', 'with-axios', 'with-got', 'with-ky', 'with-openai-sdk'])
   })
   it.each(examples)('%s runs green against the testkit', async (dir) => {
     const { code, out } = await run(dir)

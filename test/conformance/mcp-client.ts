@@ -17,7 +17,7 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import { createBoundFetch } from '@bound/fetch'
-import { clientCredentials, clientSecretBasic, createSession, jwtBearer, noClientAuth, privateKeyJwt, type ClientAuth, type Grant, type Session } from '@bound/oauth'
+import { clientCredentials, clientSecretBasic, createSession, identityAssertionGrant, jwtBearer, noClientAuth, privateKeyJwt, type ClientAuth, type Grant, type Session } from '@bound/oauth'
 import { generateDpopKey, type DpopAlg } from '@bound/dpop'
 
 /** What `MCP_CONFORMANCE_CONTEXT` may hold (per scenario; see the runner's scenario sources). */
@@ -35,6 +35,12 @@ interface ConformanceContext {
   /** auth/wif-jwt-bearer also passes these two; a well-behaved workload never sends them */
   wrong_audience_jwt?: string
   expired_jwt?: string
+  /** auth/enterprise-managed-authorization: the user's ID token from the enterprise IdP (SSO) */
+  idp_id_token?: string
+  /** … the IdP's issuer and token endpoint, and the agent's client id there (no secret: the IdP takes `none`) */
+  idp_issuer?: string
+  idp_token_endpoint?: string
+  idp_client_id?: string
 }
 
 /** How the workload authenticates and earns its token in one scenario. */
@@ -54,6 +60,15 @@ const DPOP_SCENARIOS = new Set(['auth/dpop', 'auth/dpop-nonce'])
 function credentialsFor(scenario: string, ctx: ConformanceContext): Credentials {
   const dpop = DPOP_SCENARIOS.has(scenario)
   // No resource or scope here: the grant's resource comes from the protected resource metadata.
+  if (ctx.idp_id_token !== undefined) {
+    // Enterprise-managed authorization (ID-JAG): the ID token is exchanged at the IdP for an ID-JAG
+    // (audience = the AS learned from the metadata), redeemed at the AS with client_secret_basic.
+    const grant = identityAssertionGrant({
+      idp: { issuer: need(ctx.idp_issuer, 'idp_issuer'), tokenEndpoint: need(ctx.idp_token_endpoint, 'idp_token_endpoint'), clientId: need(ctx.idp_client_id, 'idp_client_id') },
+      subjectToken: ctx.idp_id_token,
+    })
+    return { clientId: need(ctx.client_id, 'client_id'), clientAuth: clientSecretBasic(need(ctx.client_secret, 'client_secret')), grant, dpop }
+  }
   if (ctx.valid_jwt !== undefined) {
     // RFC 7523 JWT bearer (workload identity federation); the AS takes `none` client auth.
     return { clientId: need(ctx.client_id, 'client_id'), clientAuth: noClientAuth(), grant: jwtBearer({ assertion: ctx.valid_jwt }), dpop }

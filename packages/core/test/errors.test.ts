@@ -1,6 +1,6 @@
 import { inspect } from 'node:util'
 import { describe, expect, it } from 'vitest'
-import { BoundError, TokenEndpointError, isBoundError } from '../src/index.js'
+import { BoundError, IdentityProviderError, TokenEndpointError, isBoundError } from '../src/index.js'
 
 describe('BoundError', () => {
   it('has a stable code, a cause, and survives instanceof across copies (Symbol.for marker)', () => {
@@ -28,5 +28,16 @@ describe('BoundError', () => {
     expect(Object.keys(err)).not.toContain('name')
     expect(JSON.parse(JSON.stringify(err))).toMatchObject({ name: 'TokenEndpointError', code: 'ERR_TOKEN_ENDPOINT', error: 'invalid_grant', status: 400 })
     expect(inspect(err)).toContain('ERR_TOKEN_ENDPOINT')
+  })
+
+  it('an IdP refusal is a TokenEndpointError of its own: ERR_IDP_REFUSED, hop idp, named in the message', () => {
+    const err = new IdentityProviderError({ error: 'access_denied', error_description: 'not this app', status: 400, endpoint: 'https://idp.example/token' })
+    expect(err).toBeInstanceOf(TokenEndpointError)
+    expect(err).toBeInstanceOf(IdentityProviderError)
+    expect(new TokenEndpointError({ error: 'access_denied', status: 400 })).not.toBeInstanceOf(IdentityProviderError)
+    expect(err).toMatchObject({ name: 'IdentityProviderError', code: 'ERR_IDP_REFUSED', hop: 'idp', error: 'access_denied', status: 400 })
+    expect(err.message).toBe('The identity provider’s token endpoint https://idp.example/token refused the request: access_denied (not this app) [HTTP 400]')
+    expect(err.docs).toBe('docs/troubleshooting.md#err_idp_refused')
+    expect(JSON.parse(JSON.stringify(err))).toMatchObject({ code: 'ERR_IDP_REFUSED', hop: 'idp' })
   })
 })

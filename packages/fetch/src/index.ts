@@ -20,10 +20,10 @@ export type { ResponseChallenge } from './challenges.js'
 // Everything an application needs to build a session and make bound requests, so one import
 // serves it. The building blocks (discovery, the proof builder, the nonce store, the token endpoint
 // client, certificate parsing) stay in their own packages.
-export { BoundError, isBoundError, TokenEndpointError } from '@bound/core'
+export { BoundError, isBoundError, TokenEndpointError, IdentityProviderError } from '@bound/core'
 export type { BoundErrorCode, ClassifiedChallenge, ChallengeKind } from '@bound/core'
-export { createSession, clientCredentials, refreshToken, tokenExchange, jwtBearer, TOKEN_TYPES, fromFile, fromEnv, fromGitHubActions, clientSecretBasic, clientSecretPost, privateKeyJwt, tlsClientAuth, selfSignedTlsClientAuth, noClientAuth, attestationClientAuth, instrumentSession, createSessionPool, createMemoryTokenStore } from '@bound/oauth'
-export type { Session, SessionOptions, SessionEvents, TokenRequest, StepUpApproval, PostureAnswer, BoundToken, TokenBinding, ClientCredentialsOptions, TokenExchangeOptions, JwtBearerOptions, RefreshTokenGrantOptions, TokenSource, ClientAuth, PrivateKeyJwtOptions, AttestationClientAuthOptions, RefreshOptions, BackoffOptions, Logger, TelemetryOptions, SessionPool, SessionPoolOptions, TokenStore, StoredRecord, SharedStoreOptions, StoreEncryptionKey } from '@bound/oauth'
+export { createSession, clientCredentials, refreshToken, tokenExchange, jwtBearer, identityAssertionGrant, TOKEN_TYPES, fromFile, fromEnv, fromGitHubActions, clientSecretBasic, clientSecretPost, privateKeyJwt, tlsClientAuth, selfSignedTlsClientAuth, noClientAuth, attestationClientAuth, instrumentSession, createSessionPool, createMemoryTokenStore } from '@bound/oauth'
+export type { Session, SessionOptions, SessionEvents, TokenRequest, StepUpApproval, PostureAnswer, BoundToken, TokenBinding, ClientCredentialsOptions, TokenExchangeOptions, JwtBearerOptions, IdentityAssertionGrantOptions, IdentityProviderOptions, RefreshTokenGrantOptions, TokenSource, ClientAuth, PrivateKeyJwtOptions, AttestationClientAuthOptions, RefreshOptions, BackoffOptions, Logger, TelemetryOptions, SessionPool, SessionPoolOptions, TokenStore, StoredRecord, SharedStoreOptions, StoreEncryptionKey } from '@bound/oauth'
 export { generateDpopKey, importDpopKey, loadOrCreateDpopKey, fromSigner } from '@bound/dpop'
 export type { DpopKey, DpopAlg, JwsSigner, DpopKeyInput, GenerateDpopKeyOptions } from '@bound/dpop'
 export { loadClientCertificate } from '@bound/mtls'

@@ -1,5 +1,7 @@
-import { BoundError, assertResourceIndicator } from '@bound/core'
+import { BoundError, assertResourceIndicator, type Clock } from '@bound/core'
 import { optionsChecker } from '@bound/core/internal'
+import type { Dpop } from '@bound/dpop'
+import type { TransportFetch } from '@bound/http'
 import { z } from 'zod'
 import { toTokenSource, type TokenSource } from './subject-token.js'
 
@@ -26,6 +28,47 @@ export interface GrantContext {
   extra: Readonly<Record<string, string>>
   /** Seconds since the epoch. */
   now: number
+  /**
+   * Which HTTP attempt of this token request the body is for: 1, then 2 and on for the same
+   * request sent again (a DPoP nonce, a clock correction, a grant that asked to retry).
+   */
+  attempt?: number
+  /** The issuer of the authorization server the request goes to, when the session knows it. */
+  issuer?: string | undefined
+  /** The client id the request authenticates as. */
+  clientId?: string
+  /**
+   * How the session reaches its servers, for a grant that makes requests of its own before it
+   * can fill the body ({@link identityAssertionGrant} asks the enterprise IdP first).
+   */
+  transport?: GrantTransport
+}
+
+/**
+ * The session's means of reaching a server, handed to a grant with each token request: the same
+ * transport (trust anchors, proxy, client certificate), DPoP key and nonces, and clock the token
+ * request itself uses.
+ *
+ * @example
+ * ```ts
+ * async function params(body: URLSearchParams, ctx: GrantContext) {
+ *   const t: GrantTransport | undefined = ctx.transport
+ *   const proof = await t?.dpop?.proof('POST', 'https://idp.example.com/token') // a request of the grant's own
+ *   body.set('grant_type', 'urn:example:grant')
+ * }
+ * ```
+ */
+export interface GrantTransport {
+  /** The session's fetch (its transport). */
+  fetch: TransportFetch
+  /** The session's DPoP state (key and nonces), when it has a key. */
+  dpop: Dpop | undefined
+  /** The session's clock. */
+  clock: Clock
+  /** The token request's timeout, in milliseconds. */
+  timeoutMs: number
+  /** Aborts the token request. */
+  signal?: AbortSignal | undefined
 }
 
 /**
@@ -52,8 +95,20 @@ export interface Grant {
   readonly retryable: boolean
   /** Adds the grant's parameters to the form body. */
   params(body: URLSearchParams, context: GrantContext): void | Promise<void>
-  /** Told when the AS refused a request of this grant for good (not a transient failure). */
-  refused?(error: Error): void
+  /**
+   * Told when the AS refused a request of this grant for good (not a transient failure), with the
+   * form body that was refused. Answering `'retry'` sends the request once more (a new body from
+   * {@link Grant.params}): for a grant that holds a credential the AS may refuse on its second use
+   * and can get a fresh one. At most one such retry per token request.
+   */
+  refused?(error: Error, request?: URLSearchParams): void | 'retry'
+  /** Told when the AS answered a request of this grant with a token, with the form body it accepted. */
+  succeeded?(request: URLSearchParams): void
+  /**
+   * Told when the session closes; with `revoke`, revokes (RFC 7009) what the grant itself holds at
+   * the servers it talks to (e.g. the ID-JAGs of {@link identityAssertionGrant} at the IdP).
+   */
+  close?(options: { revoke: boolean; signal?: AbortSignal | undefined }): Promise<void>
 }
 
 /**
@@ -224,6 +279,10 @@ export const TOKEN_TYPES = Object.freeze({
   idToken: 'urn:ietf:params:oauth:token-type:id_token',
   accessToken: 'urn:ietf:params:oauth:token-type:access_token',
   refreshToken: 'urn:ietf:params:oauth:token-type:refresh_token',
+  /** A SAML 2.0 assertion (RFC 8693 §3), e.g. the subject token of an ID-JAG request. */
+  saml2: 'urn:ietf:params:oauth:token-type:saml2',
+  /** An Identity Assertion JWT Authorization Grant (draft-ietf-oauth-identity-assertion-authz-grant). */
+  idJag: 'urn:ietf:params:oauth:token-type:id-jag',
 })
 
 /**
@@ -252,6 +311,11 @@ export interface TokenExchangeOptions extends GrantOptions {
 /**
  * RFC 8693 token exchange: trade a workload identity token (a Kubernetes projected
  * service-account token, a CI job's OIDC token…) for a bound API token.
+ *
+ * One subject per session: the session caches tokens per resource, scope and step-up level, not
+ * per subject token, so a source that starts yielding another subject's token (not a rotation of
+ * the same identity) would be served the previous subject's cached token until it is refreshed.
+ * To act for several subjects, make one session (and one grant) for each.
  *
  * @example
  * ```ts

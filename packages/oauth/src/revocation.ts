@@ -38,8 +38,9 @@ export interface RevocationContext {
  * await revokeToken(ctx, refreshTokenValue, 'refresh_token')
  * ```
  */
-export async function revokeToken(ctx: RevocationContext, token: string, hint: 'access_token' | 'refresh_token'): Promise<void> {
-  const body = new URLSearchParams({ token, token_type_hint: hint })
+export async function revokeToken(ctx: RevocationContext, token: string, hint?: 'access_token' | 'refresh_token'): Promise<void> {
+  // (a token of another type, an ID-JAG, goes without a hint: RFC 7009 §2.1 makes it optional)
+  const body = new URLSearchParams(hint === undefined ? { token } : { token, token_type_hint: hint })
   const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' }
   await ctx.clientAuth.apply({ clientId: ctx.clientId, issuer: ctx.issuer, endpoint: ctx.endpoint, body, headers, now: Math.floor(ctx.clock.now() / 1000) })
   let res

@@ -529,7 +529,10 @@ export function createSession(options: SessionOptions): Session {
     } finally {
       fleet?.close() // (after the revocation: it tells the fleet)
       acquisition.forget()
+      // a grant holding credentials of its own (identityAssertionGrant's ID-JAGs) revokes and forgets them while the transport is open
+      const grantFailure: unknown = await grant.close?.({ revoke: closeOptions.revoke === true, signal: closeOptions.signal }).then(() => undefined, (err: unknown) => err)
       if (ownTransport) await transport.close()
+      if (grantFailure !== undefined && !closeOptions.bestEffort) throw grantFailure
     }
   }
 

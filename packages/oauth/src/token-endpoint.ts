@@ -111,33 +111,101 @@ export interface TokenEndpointResult {
  * ```
  */
 export async function requestTokenFromEndpoint(ctx: TokenRequestContext): Promise<TokenEndpointResult> {
+  const from = `the token endpoint ${ctx.endpoint}`
+  const { value, attempts, jkt } = await exchange(ctx, (json) => parseTokenResponse(json, from, { dpop: ctx.dpop !== undefined, acceptBearerDowngrade: ctx.acceptBearerDowngrade ?? false }))
+  return { response: value.response, type: value.type, attempts, jkt }
+}
+
+/** What {@link requestIssuedToken} got: a token that is not an access token (RFC 8693 §2.2.1). */
+export interface IssuedToken {
+  /** The issued token (the response's `access_token` member). */
+  token: string
+  /** Its lifetime in seconds, when the server said. */
+  expiresIn: number | undefined
+  /** The scope granted, when the server said. */
+  scope: string | undefined
+  /** HTTP requests it took. */
+  attempts: number
+  /** Thumbprint of the DPoP key whose proof the successful request carried. */
+  jkt: string | undefined
+}
+
+const issuedTokenSchema = z.object({
+  access_token: z.string().min(1).max(65_536).regex(/^[A-Za-z0-9\-._~+/]+=*$/, 'not a compact token'),
+  issued_token_type: z.string().max(256),
+  token_type: z.string().max(64).optional(),
+  expires_in: z
+    .union([z.number(), z.string().regex(/^\d{1,10}$/).transform(Number)])
+    .pipe(z.number().int().positive().max(10 * 365 * 24 * 3600))
+    .optional(),
+  scope: z.string().max(8192).optional(),
+})
+
+/**
+ * An RFC 8693 token exchange whose answer is not an access token (`token_type` `N_A`), such as an
+ * ID-JAG from an enterprise IdP: the same request pipeline as {@link requestTokenFromEndpoint}
+ * (client authentication, DPoP proof and nonce retry, timeouts, capped bodies), an answer whose
+ * `issued_token_type` must be `issuedTokenType`, and refusals thrown as `refusal` (a
+ * {@link TokenEndpointError} class) with `hint` appended. Internal to `@bound/oauth`.
+ */
+export async function requestIssuedToken(
+  ctx: TokenRequestContext,
+  options: { issuedTokenType: string; what: string; refusal: typeof TokenEndpointError; hint?: (error: { error: string; error_description?: string | undefined }) => string | undefined },
+): Promise<IssuedToken> {
+  const from = `${options.what} ${ctx.endpoint}`
+  const { value, attempts, jkt } = await exchange(ctx, (json) => {
+    const parsed = issuedTokenSchema.safeParse(json)
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]
+      throw new BoundError('ERR_TOKEN_RESPONSE_INVALID', `${capitalise(from)} gave an invalid token exchange response (${issue ? `${issue.path.join('.') || 'body'}: ${issue.code}` : 'malformed'})`)
+    }
+    if (parsed.data.issued_token_type !== options.issuedTokenType) {
+      throw new BoundError('ERR_TOKEN_RESPONSE_INVALID', `${capitalise(from)} issued a token of type ${JSON.stringify(parsed.data.issued_token_type.slice(0, 100))}, not ${options.issuedTokenType}`)
+    }
+    return parsed.data
+  }, { what: options.what, refusal: options.refusal, ...(options.hint ? { hint: options.hint } : {}) })
+  return { token: value.access_token, expiresIn: value.expires_in, scope: value.scope, attempts, jkt }
+}
+
+/**
+ * The request loop both share: one token-endpoint exchange, retried once for an AS nonce, once
+ * for a clock correction, and once when the grant asks after a refusal; `accept` validates a 200
+ * answer. Refusals are thrown as `refusal`.
+ */
+async function exchange<T>(
+  ctx: TokenRequestContext,
+  accept: (json: unknown) => T,
+  how: { what: string; refusal: typeof TokenEndpointError; hint?: (error: { error: string; error_description?: string | undefined }) => string | undefined } = { what: 'token endpoint', refusal: TokenEndpointError },
+): Promise<{ value: T; attempts: number; jkt: string | undefined }> {
   const maxBytes = ctx.maxBytes ?? 1_048_576
+  const timeoutMs = ctx.timeoutMs ?? 10_000
+  const transport = { fetch: ctx.fetch, dpop: ctx.dpop, clock: ctx.clock, timeoutMs, signal: ctx.signal }
   let nonceRetried = false
   let skewRetried = false
+  let grantRetried = false
   for (let attempt = 1; ; attempt++) {
     const now = Math.floor(ctx.clock.now() / 1000)
     const body = new URLSearchParams()
-    await ctx.grant.params(body, { resource: ctx.resource, scope: ctx.scope, extra: ctx.extra, now })
+    await ctx.grant.params(body, { resource: ctx.resource, scope: ctx.scope, extra: ctx.extra, now, attempt, issuer: ctx.issuer, clientId: ctx.clientId, transport })
     const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' }
     await ctx.clientAuth.apply({ clientId: ctx.clientId, issuer: ctx.issuer, endpoint: ctx.endpoint, body, headers, now, ...(ctx.attestationChallenge ? { attestationChallenge: ctx.attestationChallenge } : {}) })
     const jkt = ctx.dpop?.jkt
     if (ctx.dpop) headers.dpop = await ctx.dpop.proof('POST', ctx.endpoint)
 
-    const timeoutMs = ctx.timeoutMs ?? 10_000
     const timeout = AbortSignal.timeout(timeoutMs)
     const signal = ctx.signal ? AbortSignal.any([ctx.signal, timeout]) : timeout
-    const timedOut = () => new BoundError('ERR_NETWORK', `The token endpoint ${ctx.endpoint} did not answer within ${timeoutMs / 1000} s`)
+    const timedOut = () => new BoundError('ERR_NETWORK', `The ${how.what} ${ctx.endpoint} did not answer within ${timeoutMs / 1000} s`)
     let res
     let text: string
     try {
       res = await ctx.fetch(ctx.endpoint, { method: 'POST', headers, body: body.toString(), redirect: 'manual', signal })
     } catch (err) {
       if (timeout.aborted && !ctx.signal?.aborted) throw timedOut()
-      throw networkError(err, `token endpoint ${ctx.endpoint}`, ctx.signal)
+      throw networkError(err, `${how.what} ${ctx.endpoint}`, ctx.signal)
     }
     const nonce = ctx.dpop ? ctx.dpop.observe(ctx.endpoint, res.headers) : 'none'
     try {
-      text = await readCappedText(res, maxBytes, 'ERR_TOKEN_RESPONSE_INVALID', `token endpoint response from ${ctx.endpoint}`)
+      text = await readCappedText(res, maxBytes, 'ERR_TOKEN_RESPONSE_INVALID', `${how.what} response from ${ctx.endpoint}`)
     } catch (err) {
       if (timeout.aborted && !ctx.signal?.aborted) throw timedOut()
       if (ctx.signal?.aborted) throw ctx.signal.reason
@@ -157,7 +225,7 @@ export async function requestTokenFromEndpoint(ctx: TokenRequestContext): Promis
       ctx.onResponse?.({ status: res.status, nonceRetry: nonceChallenge && !nonceRetried })
       if (nonceChallenge && ctx.dpop) {
         if (nonce === 'none' || nonce === 'invalid') {
-          throw new BoundError('ERR_DPOP_NONCE_INVALID', `The token endpoint ${ctx.endpoint} asked for a DPoP nonce but sent ${nonce === 'none' ? 'no' : 'an invalid'} DPoP-Nonce header`)
+          throw new BoundError('ERR_DPOP_NONCE_INVALID', `The ${how.what} ${ctx.endpoint} asked for a DPoP nonce but sent ${nonce === 'none' ? 'no' : 'an invalid'} DPoP-Nonce header`)
         }
         if (!nonceRetried) {
           nonceRetried = true
@@ -173,17 +241,25 @@ export async function requestTokenFromEndpoint(ctx: TokenRequestContext): Promis
         }
       }
       if (error) {
-        const refusal = new TokenEndpointError({ error: error.error, error_description: error.error_description, error_uri: error.error_uri, status: res.status, endpoint: ctx.endpoint, retryAfter: retryAfterSeconds(res.headers, ctx.clock), hint: refusalHint(error, ctx.dpop !== undefined, ctx.grant.type) })
-        if (res.status < 500 && res.status !== 429 && error.error !== 'temporarily_unavailable' && error.error !== 'server_error') ctx.grant.refused?.(refusal)
+        const hint = how.hint?.(error) ?? refusalHint(error, ctx.dpop !== undefined, ctx.grant.type)
+        const refusal = new how.refusal({ error: error.error, error_description: error.error_description, error_uri: error.error_uri, status: res.status, endpoint: ctx.endpoint, retryAfter: retryAfterSeconds(res.headers, ctx.clock), hint })
+        if (res.status < 500 && res.status !== 429 && error.error !== 'temporarily_unavailable' && error.error !== 'server_error') {
+          // a grant whose credential may be refused on its second use gets one fresh try
+          if (ctx.grant.refused?.(refusal, body) === 'retry' && !grantRetried) {
+            grantRetried = true
+            continue
+          }
+        }
         throw refusal
       }
-      throw new TokenEndpointError({ error: res.status >= 500 ? 'server_error' : res.status === 429 ? 'rate_limited' : 'unexpected_status', status: res.status, endpoint: ctx.endpoint, retryAfter: retryAfterSeconds(res.headers, ctx.clock) })
+      throw new how.refusal({ error: res.status >= 500 ? 'server_error' : res.status === 429 ? 'rate_limited' : 'unexpected_status', status: res.status, endpoint: ctx.endpoint, retryAfter: retryAfterSeconds(res.headers, ctx.clock) })
     }
     ctx.onResponse?.({ status: res.status, nonceRetry: false })
 
-    if (json === undefined) throw new BoundError('ERR_TOKEN_RESPONSE_INVALID', `The token endpoint ${ctx.endpoint} answered 200 with a body that is not JSON (content-type ${res.headers.get('content-type') ?? 'none'})`)
-    const { response, type } = parseTokenResponse(json, `the token endpoint ${ctx.endpoint}`, { dpop: ctx.dpop !== undefined, acceptBearerDowngrade: ctx.acceptBearerDowngrade ?? false })
-    return { response, type, attempts: attempt, jkt }
+    if (json === undefined) throw new BoundError('ERR_TOKEN_RESPONSE_INVALID', `The ${how.what} ${ctx.endpoint} answered 200 with a body that is not JSON (content-type ${res.headers.get('content-type') ?? 'none'})`)
+    const value = accept(json)
+    ctx.grant.succeeded?.(body)
+    return { value, attempts: attempt, jkt }
   }
 }
 

@@ -27,6 +27,7 @@ import {
   type TokenEndpointFaultOptions,
 } from './token-endpoint-faults.js'
 import { createWorkloadIdentityIssuer, type WorkloadIdentityIssuer } from './workload-identity.js'
+import { createIdJagAcceptance, createIdJagIssuer, ID_JAG_TYP, TOKEN_TYPE_ID_JAG, type IdJagIssuerControl, type TrustedIdJagIssuer } from './identity-assertion.js'
 import { checkAuthorizationServerQuirks, installAuthorizationServerQuirks, type AuthorizationServerQuirks } from './quirks.js'
 import { createMemoryAdapter } from 'oidc-provider/lib/adapters/memory_adapter.js'
 import { createCiba, GRANT_TYPE_CIBA, type CibaControl } from './ciba.js'
@@ -122,6 +123,17 @@ export interface AuthorizationServerOptions {
    * {@link AuthorizationServerQuirks}; {@link AuthorizationServer.setQuirks} changes them later.
    */
   quirks?: AuthorizationServerQuirks
+  /**
+   * Run as an enterprise identity provider too: a token exchange with `requested_token_type`
+   * `urn:ietf:params:oauth:token-type:id-jag` gets an ID-JAG for the apps it allows (see
+   * {@link AuthorizationServer.idJagIssuer}). `idJagTtlSeconds` is their lifetime (default 300).
+   */
+  identityProvider?: { idJagTtlSeconds?: number }
+  /**
+   * Identity providers whose ID-JAGs the JWT bearer grant accepts from the start (more with
+   * {@link AuthorizationServer.trustIdJagIssuer}); the metadata then advertises the ID-JAG profile.
+   */
+  idJagIssuers?: TrustedIdJagIssuer[]
 }
 
 /**
@@ -304,6 +316,10 @@ export interface AuthorizationServerCounters {
   attestationsRejected: number
   /** `use_attestation_challenge` answers (a PoP without a valid `challenge`). */
   attestationChallenges: number
+  /** ID-JAGs issued (identity provider mode). */
+  idJagsIssued: number
+  /** ID-JAGs redeemed for an access token (JWT bearer grant). */
+  idJagsRedeemed: number
 }
 
 /**
@@ -376,6 +392,15 @@ export interface AuthorizationServer {
   clients: TestClients
   /** Whether the listeners are up (false between {@link stop} and {@link start}). */
   readonly running: boolean
+  /** The enterprise-IdP controls, when started with `identityProvider` (undefined otherwise). */
+  idJagIssuer: IdJagIssuerControl | undefined
+  /** Accepts ID-JAGs of one more identity provider in the JWT bearer grant. */
+  trustIdJagIssuer(idp: TrustedIdJagIssuer): void
+  /**
+   * Whether an ID-JAG is taken once (its `jti` consumed, as the MCP profile requires: default) or
+   * may be presented again until it expires (the IETF draft allows that).
+   */
+  setIdJagSingleUse(singleUse: boolean): void
   /** Registers one more resource (audience), e.g. a second resource server origin. */
   addResource(resource: string | ResourceRegistration): void
   counters(): AuthorizationServerCounters
@@ -413,6 +438,8 @@ function newCounters(): AuthorizationServerCounters {
     attestationsVerified: 0,
     attestationsRejected: 0,
     attestationChallenges: 0,
+    idJagsIssued: 0,
+    idJagsRedeemed: 0,
   }
 }
 
@@ -500,6 +527,15 @@ const ATTESTATION_METHODS = new Set<string>([ATTEST_JWT_CLIENT_AUTH, ATTEST_JWT_
 
 /** How long expired CIBA requests stay stored (so that polls get `expired_token`), seconds. */
 const CIBA_RETENTION_SECONDS = 600
+
+/** Whether a compact JWS says it is an ID-JAG (its `typ`). */
+function idJagHeader(token: string): boolean {
+  try {
+    return (JSON.parse(Buffer.from(token.split('.')[0] ?? '', 'base64url').toString('utf8')) as { typ?: unknown }).typ === ID_JAG_TYP
+  } catch {
+    return false
+  }
+}
 
 /** Path of a request target, without the query. */
 function targetPath(url: string | undefined): string {
@@ -859,7 +895,8 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
       ATTEST_JWT_CLIENT_AUTH_DPOP,
     ],
     ttl: {
-      ClientCredentials: accessTokenTtlSeconds,
+      // a resource's own lifetime (ResourceRegistration.accessTokenTtlSeconds), else the server's
+      ClientCredentials: (_ctx: unknown, token: { resourceServer?: { accessTokenTTL?: number } }) => token.resourceServer?.accessTokenTTL ?? accessTokenTtlSeconds,
       AccessToken: accessTokenTtlSeconds,
       // CIBA: the request lives `requested_expiry` seconds (at most 600) or cibaRequestTtl.
       BackchannelAuthenticationRequest: (ctx: OidcKoaContext | undefined) => {
@@ -927,6 +964,8 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
       return Object.keys(claims).length > 0 ? claims : undefined
     },
     discovery: {
+      ...(options.identityProvider ? { identity_chaining_requested_token_types_supported: [TOKEN_TYPE_ID_JAG] } : {}),
+      ...(options.idJagIssuers?.length ? { authorization_grant_profiles_supported: ['urn:ietf:params:oauth:grant-profile:id-jag'] } : {}),
       mtls_endpoint_aliases: {
         token_endpoint: `${mtlsOrigin}/token`,
         revocation_endpoint: `${mtlsOrigin}/token/revocation`,
@@ -950,6 +989,19 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
     }
   }
 
+  // Enterprise-managed authorization: the IdP side (ID-JAGs by token exchange) and the resource side (ID-JAGs as JWT bearer grants).
+  const idJagIssuer = options.identityProvider === undefined ? undefined : createIdJagIssuer({
+    provider,
+    issuer,
+    signingKey: signing.privateKey,
+    kid: signingKid,
+    verifyOwn: ownKeys,
+    ttlSeconds: options.identityProvider.idJagTtlSeconds ?? 300,
+    onIssued: () => void (counters.idJagsIssued += 1),
+  })
+  const idJagAcceptance = createIdJagAcceptance({ issuer, ca: pki.caPem })
+  for (const idp of options.idJagIssuers ?? []) idJagAcceptance.trust(idp)
+
   const refreshTokens = installGrants({
     provider,
     issuer,
@@ -962,6 +1014,9 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
       counters.refreshReuseDetected += 1
     },
     revokeAccessTokens: emitRevocations,
+    ...(idJagIssuer === undefined ? {} : { idJagIssuer }),
+    idJagAcceptance,
+    onIdJagRedeemed: () => void (counters.idJagsRedeemed += 1),
   })
 
   let tokenResponseFault: ((body: Record<string, unknown>) => Record<string, unknown>) | undefined
@@ -999,6 +1054,13 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
       ctx.body = { error: 'invalid_request', error_description: 'client is not authorized to revoke the presented token' }
     }
     if (ctx.status === 400 && refused) {
+      if (idJagIssuer !== undefined && idJagHeader(token)) {
+        // an ID-JAG this IdP issued: the resource authorization servers that trust it refuse it from now on
+        const outcome = await idJagIssuer.revoke(token, client.clientId)
+        if (outcome === 'client_mismatch') return notAllowed()
+        if (outcome === 'revoked') counters.revocations += 1
+        return revoked()
+      }
       let claims: JWTPayload
       try {
         ;({ payload: claims } = await jwtVerify(token, ownKeys, { issuer, typ: 'at+jwt', algorithms: ['ES256'] }))
@@ -1147,6 +1209,9 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
     get running() {
       return running
     },
+    idJagIssuer: idJagIssuer?.control,
+    trustIdJagIssuer: (idp) => idJagAcceptance.trust(idp),
+    setIdJagSingleUse: (singleUse) => idJagAcceptance.setSingleUse(singleUse),
     addResource,
     setTokenResponseFault(fault) {
       tokenResponseFault = fault

@@ -20,6 +20,7 @@ import {
   type DpopValidation,
 } from 'oidc-provider/lib/helpers/grants.js'
 import instance from 'oidc-provider/lib/helpers/weak_cache.js'
+import { TOKEN_TYPE_ID_JAG, type IdJagAcceptance, type IdJagIssuer } from './identity-assertion.js'
 import type { WorkloadIdentityIssuer } from './workload-identity.js'
 
 /**
@@ -142,6 +143,12 @@ export interface GrantDependencies {
   tokenOverrides: WeakMap<object, Record<string, unknown>>
   onRefreshReuse(): void
   revokeAccessTokens(revocations: AccessTokenRevocation[]): void
+  /** Enterprise-IdP mode: answers token exchanges that ask for an ID-JAG. */
+  idJagIssuer?: IdJagIssuer
+  /** Accepts ID-JAGs from trusted IdPs as JWT bearer assertions. */
+  idJagAcceptance?: IdJagAcceptance
+  /** Told when an ID-JAG was redeemed for an access token. */
+  onIdJagRedeemed?(): void
 }
 
 /** The testkit's own refresh tokens (issued by the token exchange and JWT bearer grants). */
@@ -320,6 +327,10 @@ export function installGrants(deps: GrantDependencies): RefreshTokenStore {
       throw new errors.InvalidRequest('actor_token (delegation) is not supported')
     }
     const requestedTokenType = firstString(params['requested_token_type'])
+    if (requestedTokenType === TOKEN_TYPE_ID_JAG && deps.idJagIssuer !== undefined) {
+      await deps.idJagIssuer.handle(ctx, oidcOf(ctx).client, dPoP)
+      return
+    }
     if (requestedTokenType !== undefined && requestedTokenType !== TOKEN_TYPE_ACCESS_TOKEN) {
       throw new errors.InvalidRequest(`unsupported requested_token_type (only ${TOKEN_TYPE_ACCESS_TOKEN})`)
     }
@@ -335,9 +346,31 @@ export function installGrants(deps: GrantDependencies): RefreshTokenStore {
     await issue(ctx, { dPoP, subject, gty: GRANT_TYPE_TOKEN_EXCHANGE })
   }
 
+  /** Consumes an assertion's `jti` (single use); called once every other check passed (a use_dpop_nonce retry may resend it). */
+  const consume = (key: string, subject: JWTPayload, what: string) => () => {
+    if (usedAssertions.has(key)) {
+      // (the reason is told for ID-JAGs; a workload assertion's refusal keeps oidc-provider's generic description)
+      const error = new errors.InvalidGrant(`${what} jti was already used`)
+      throw what === 'ID-JAG' ? Object.assign(error, { error_description: 'ID-JAG jti was already used' }) : error
+    }
+    prune()
+    usedAssertions.set(key, typeof subject.exp === 'number' ? subject.exp : Math.floor(Date.now() / 1000) + 3600)
+  }
+
   const jwtBearer: GrantHandler = async (ctx) => {
     const dPoP = await validateDpop(provider, ctx)
     const assertion = requireParam(ctx, 'assertion')
+    if (deps.idJagAcceptance?.applies(assertion)) {
+      // an Identity Assertion JWT Authorization Grant from a trusted enterprise IdP
+      const { subject, replayKey } = await deps.idJagAcceptance.verify(ctx, oidcOf(ctx).client, assertion, dPoP)
+      if (replayKey !== undefined && usedAssertions.has(replayKey)) consume(replayKey, subject, 'ID-JAG')()
+      const commit = replayKey === undefined ? undefined : consume(replayKey, subject, 'ID-JAG')
+      await issue(ctx, { dPoP, subject, gty: GRANT_TYPE_JWT_BEARER, commit: () => {
+        commit?.()
+        deps.onIdJagRedeemed?.()
+      } })
+      return
+    }
     let subject: JWTPayload
     try {
       subject = await workloadIdentity.verify(assertion, { audience: issuer, requiredClaims: ['jti'] })
@@ -346,17 +379,7 @@ export function installGrants(deps: GrantDependencies): RefreshTokenStore {
     }
     const key = `${String(subject.iss)} ${String(subject.jti)}`
     if (usedAssertions.has(key)) throw new errors.InvalidGrant('assertion jti was already used')
-    await issue(ctx, {
-      dPoP,
-      subject,
-      gty: GRANT_TYPE_JWT_BEARER,
-      // Single use, consumed only once every other check passed (a use_dpop_nonce retry may resend it).
-      commit: () => {
-        if (usedAssertions.has(key)) throw new errors.InvalidGrant('assertion jti was already used')
-        prune()
-        usedAssertions.set(key, typeof subject.exp === 'number' ? subject.exp : Math.floor(Date.now() / 1000) + 3600)
-      },
-    })
+    await issue(ctx, { dPoP, subject, gty: GRANT_TYPE_JWT_BEARER, commit: consume(key, subject, 'assertion') })
   }
 
   const originalRefresh = instance(provider).grantTypeHandlers.get('refresh_token')

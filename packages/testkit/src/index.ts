@@ -6,7 +6,9 @@
  * @module @bound/testkit
  */
 export { startTestkit } from './testkit.js'
-export type { Testkit, TestkitOptions } from './testkit.js'
+export type { Testkit, TestkitOptions, IdentityProvider } from './testkit.js'
+export { TOKEN_TYPE_ID_JAG, ID_JAG_TYP } from './identity-assertion.js'
+export type { IdJagApp, IdJagIssuerControl, IdTokenOptions, IssuedIdJag, TrustedIdJagIssuer } from './identity-assertion.js'
 
 export { createTestPki, certificateThumbprint } from './pki.js'
 export type { ClientCertificateOptions, TestCertificate, TestPki, TestPkiOptions } from './pki.js'

@@ -10,6 +10,7 @@ import type { WorkloadIdentityIssuer } from './workload-identity.js'
 import type { CibaControl } from './ciba.js'
 import type { ClientAttester } from './client-attestation.js'
 import type { AuthorizationServerQuirks, ResourceServerQuirks } from './quirks.js'
+import type { IdJagApp, IdJagIssuerControl, IdTokenOptions, IssuedIdJag } from './identity-assertion.js'
 
 /**
  * Options of {@link startTestkit}.
@@ -42,6 +43,42 @@ export interface TestkitOptions {
   rsQuirks?: ResourceServerQuirks
   /** The resource server speaks HTTP/2 as well as HTTP/1.1 (ALPN); default false (HTTP/1.1 only). */
   rsHttp2?: boolean
+  /**
+   * Start an enterprise identity provider too (`kit.idp`): a second authorization server that
+   * issues ID-JAGs by token exchange, trusted by the first one's JWT bearer grant (see
+   * {@link IdentityProvider}). `true`, or `{ idJagTtlSeconds (default 300), idJagSingleUse
+   * (default true: the AS takes each ID-JAG once, as the MCP profile requires) }`. Default none.
+   */
+  idp?: boolean | { idJagTtlSeconds?: number; idJagSingleUse?: boolean }
+}
+
+/**
+ * The testkit's enterprise identity provider (`startTestkit({ idp: true })`): an oidc-provider
+ * authorization server of its own that signs users' ID tokens and, by RFC 8693 token exchange,
+ * Identity Assertion JWT Authorization Grants (ID-JAGs) for the apps it allows; the testkit's
+ * authorization server accepts them with the JWT bearer grant (verified against this IdP's JWKS).
+ *
+ * The agent is known here under its own registrations (`clients`, the IdP's): the app allowed at
+ * start is `clients.secretPost` at the IdP acting as `kit.clients.secretBasic` at `kit.issuer`.
+ *
+ * @example
+ * ```ts
+ * const kit = await startTestkit({ idp: true })
+ * const idp: IdentityProvider = kit.idp!
+ * const idToken = await idp.mintIdToken({ sub: 'alice@acme.example' })
+ * idp.refuseApp(idp.clients.secretPost.clientId) // the IdP answers access_denied from now on
+ * ```
+ */
+export interface IdentityProvider extends IdJagIssuerControl {
+  /** The authorization server underneath (endpoints, counters, faults, stop/start). */
+  as: AuthorizationServer
+  /** Its issuer identifier (`https://127.0.0.1:PORT`). */
+  issuer: string
+  tokenEndpoint: string
+  revocationEndpoint: string
+  jwksUri: string
+  /** The agent's registrations at the IdP (client ids and methods of its own). */
+  clients: TestClients
 }
 
 /**
@@ -68,6 +105,8 @@ export interface Testkit {
   ca: string
   /** The registered clients and their credentials. */
   clients: TestClients
+  /** The enterprise identity provider, when started with `idp` (see {@link IdentityProvider}). */
+  idp?: IdentityProvider
   /**
    * The simulated workload identity issuer (Kubernetes service account / GitHub Actions OIDC
    * style) whose tokens the AS accepts as RFC 8693 `subject_token` and RFC 7523 `assertion`.
@@ -105,7 +144,7 @@ export interface Testkit {
  * ```
  */
 // (a record over keyof TestkitOptions: the compiler keeps it complete when an option is added)
-const KNOWN_OPTIONS: Record<keyof TestkitOptions, true> = { accessTokenTtlSeconds: true, refreshTokenTtlSeconds: true, asRequiresNonce: true, rsRequiresNonce: true, rsAcceptsPreviousNonce: true, allowUnboundBearer: true, verbose: true, cibaIntervalSeconds: true, asQuirks: true, rsQuirks: true, rsHttp2: true }
+const KNOWN_OPTIONS: Record<keyof TestkitOptions, true> = { accessTokenTtlSeconds: true, refreshTokenTtlSeconds: true, asRequiresNonce: true, rsRequiresNonce: true, rsAcceptsPreviousNonce: true, allowUnboundBearer: true, verbose: true, cibaIntervalSeconds: true, asQuirks: true, rsQuirks: true, rsHttp2: true, idp: true }
 const TESTKIT_OPTIONS = Object.keys(KNOWN_OPTIONS)
 
 export async function startTestkit(options: TestkitOptions = {}): Promise<Testkit> {
@@ -117,9 +156,21 @@ export async function startTestkit(options: TestkitOptions = {}): Promise<Testki
   const pki = await createTestPki()
   let as: AuthorizationServer | undefined
   let rs: ResourceServer | undefined
+  let idpAs: AuthorizationServer | undefined
+  const idpOptions = options.idp === true ? {} : options.idp === false ? undefined : options.idp
   try {
+    if (idpOptions !== undefined) {
+      idpAs = await startAuthorizationServer({
+        pki,
+        identityProvider: idpOptions.idJagTtlSeconds === undefined ? {} : { idJagTtlSeconds: idpOptions.idJagTtlSeconds },
+        requireNonce: options.asRequiresNonce ?? true,
+        verbose,
+      })
+    }
+    const issuingIdp = idpAs
     as = await startAuthorizationServer({
       pki,
+      ...(issuingIdp === undefined ? {} : { idJagIssuers: [{ issuer: issuingIdp.issuer, jwksUri: issuingIdp.jwksUri, revoked: (jti: string) => issuingIdp.idJagIssuer?.isRevoked(jti) === true }] }),
       ...(options.accessTokenTtlSeconds === undefined ? {} : { accessTokenTtlSeconds: options.accessTokenTtlSeconds }),
       ...(options.refreshTokenTtlSeconds === undefined ? {} : { refreshTokenTtlSeconds: options.refreshTokenTtlSeconds }),
       requireNonce: options.asRequiresNonce ?? true,
@@ -139,17 +190,23 @@ export async function startTestkit(options: TestkitOptions = {}): Promise<Testki
       verbose,
     })
     as.addResource({ resource: rs.resource, scope: DEFAULT_SCOPE })
+    if (idpAs !== undefined) {
+      as.setIdJagSingleUse(idpOptions?.idJagSingleUse ?? true)
+      idpAs.idJagIssuer?.allowApp({ clientId: idpAs.clients.secretPost.clientId, audience: as.issuer, clientIdAtAudience: as.clients.secretBasic.clientId })
+    }
     // Warm the key cache so the resource server keeps verifying through an AS outage.
     await rs.refreshJwks()
   } catch (error) {
     await rs?.close()
     await as?.close()
+    await idpAs?.close()
     await pki.remove()
     throw error
   }
 
   const authorizationServer = as
   const resourceServer = rs
+  const identityServer = idpAs
   // Revocation bridge: JWT access tokens revoked at the AS (revocation endpoint, refresh token
   // family revoked or reused) are rejected by the RS from then on.
   const unsubscribe = authorizationServer.onAccessTokenRevoked(({ jti }) => resourceServer.revokeJti(jti))
@@ -166,13 +223,39 @@ export async function startTestkit(options: TestkitOptions = {}): Promise<Testki
     workloadIdentity: authorizationServer.workloadIdentity,
     ciba: authorizationServer.ciba,
     attester: authorizationServer.attester,
+    ...(identityServer === undefined ? {} : { idp: identityProviderOf(identityServer) }),
     close() {
       closing ??= (async () => {
         unsubscribe()
-        await Promise.allSettled([resourceServer.close(), authorizationServer.close()])
+        await Promise.allSettled([resourceServer.close(), authorizationServer.close(), ...(identityServer ? [identityServer.close()] : [])])
         await pki.remove()
       })()
       return closing
+    },
+  }
+}
+
+/** The IdP view of an authorization server started with `identityProvider`. */
+function identityProviderOf(as: AuthorizationServer): IdentityProvider {
+  const control = as.idJagIssuer
+  if (control === undefined) throw new Error('the authorization server was not started as an identity provider')
+  return {
+    as,
+    issuer: as.issuer,
+    tokenEndpoint: as.tokenEndpoint,
+    revocationEndpoint: as.revocationEndpoint,
+    jwksUri: as.jwksUri,
+    clients: as.clients,
+    allowApp: (app: IdJagApp) => control.allowApp(app),
+    refuseApp: (clientId: string) => control.refuseApp(clientId),
+    stopIssuing: () => control.stopIssuing(),
+    resumeIssuing: () => control.resumeIssuing(),
+    setIdJagTtlSeconds: (seconds: number) => control.setIdJagTtlSeconds(seconds),
+    issued: (): IssuedIdJag[] => control.issued(),
+    isRevoked: (jti: string) => control.isRevoked(jti),
+    mintIdToken: (options?: IdTokenOptions) => control.mintIdToken(options),
+    get defaultApp() {
+      return control.defaultApp
     },
   }
 }

@@ -1,4 +1,4 @@
-import { BoundError, type BoundErrorOptions } from './bound-error.js'
+import { BoundError, type BoundErrorCode, type BoundErrorOptions } from './bound-error.js'
 import { sanitizeProtocolText } from '../redact.js'
 
 /**
@@ -40,6 +40,10 @@ export interface TokenEndpointErrorDetails {
  */
 export class TokenEndpointError extends BoundError {
   static override errorName = 'TokenEndpointError'
+  /** The code errors of this class carry (a subclass names another). */
+  protected static errorCode: BoundErrorCode = 'ERR_TOKEN_ENDPOINT'
+  /** How the message names the server that refused (a subclass names another). */
+  protected static serverName = 'token endpoint'
   /** The OAuth `error` code (`invalid_client`, `invalid_grant`, …), sanitised; `unknown_error` when empty. */
   readonly error: string
   /** The `error_description`, sanitised to printable ASCII and capped at 300 characters. */
@@ -54,9 +58,10 @@ export class TokenEndpointError extends BoundError {
   constructor(details: TokenEndpointErrorDetails, options?: BoundErrorOptions) {
     const error = sanitizeProtocolText(details.error, 64) || 'unknown_error'
     const description = details.error_description === undefined ? undefined : sanitizeProtocolText(details.error_description, 300)
+    const kind = new.target as unknown as { errorCode: BoundErrorCode; serverName: string }
     super(
-      'ERR_TOKEN_ENDPOINT',
-      `The token endpoint${details.endpoint ? ` ${details.endpoint}` : ''} refused the request: ${error}${description ? ` (${description})` : ''} [HTTP ${details.status}]${details.hint ? ` — ${details.hint}` : ''}`,
+      kind.errorCode,
+      `The ${kind.serverName}${details.endpoint ? ` ${details.endpoint}` : ''} refused the request: ${error}${description ? ` (${description})` : ''} [HTTP ${details.status}]${details.hint ? ` — ${details.hint}` : ''}`,
       options,
     )
     this.error = error
