@@ -76,6 +76,19 @@ describe('identityAssertionGrant: the chain (IdP → ID-JAG → resource AS → 
     expect(idp.as.counters().byClient[idp.clients.secretPost.clientId]).toBeGreaterThan(idpBefore.byClient[idp.clients.secretPost.clientId] ?? 0)
   })
 
+  it('IDJAG-04: a refresh token the resource AS returns anyway is never used — every new token asks the IdP again', async () => {
+    const { session } = await agent({ scope: 'orders:read offline_access' })
+    const grants: string[] = []
+    session.events.on('token.acquired', (e) => grants.push(e.grant))
+    kit.as.resetCounters()
+    const before = chains()
+    await session.token()
+    await session.forceRefresh()
+    expect(grants).toEqual([JWT_BEARER, JWT_BEARER])
+    expect(kit.as.counters().byGrant['refresh_token'] ?? 0).toBe(0)
+    expect(chains().issued).toBe(before.issued + 2)
+  })
+
   it('client authentication at each hop is independent: private_key_jwt at the IdP (its own client id), client_secret_basic at the resource AS', async () => {
     const c = idp.clients.privateKeyJwt
     idp.allowApp({ clientId: c.clientId, audience: kit.issuer, clientIdAtAudience: kit.clients.secretBasic.clientId })

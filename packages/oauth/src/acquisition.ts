@@ -184,7 +184,9 @@ export function createAcquisition(options: AcquisitionOptions) {
     return { ...result, x5t: x5tBefore }
   }
 
+  const ignoresRefreshTokens = baseGrant.refreshTokens === 'ignore'
   const keepRefreshToken = async (result: TokenEndpointResult) => {
+    if (ignoresRefreshTokens) return
     const next = result.response.refresh_token
     if (next === undefined || next === refreshTokenValue) return
     refreshTokenValue = next // the old one is never sent again (GRANT-06)
@@ -220,7 +222,7 @@ export function createAcquisition(options: AcquisitionOptions) {
       throw new BoundError('ERR_TOKEN_UNAVAILABLE', 'No refresh token this process may present: the shared one was refused, or the token store cannot say which one is current (another process may have replaced it); held tokens keep serving')
     }
     const result = await request(baseGrant, params)
-    const next = result.response.refresh_token
+    const next = ignoresRefreshTokens ? undefined : result.response.refresh_token
     if (next !== undefined) {
       await fleet.startFamily(familyKey(), next)
       await options.onRefreshToken?.(next)

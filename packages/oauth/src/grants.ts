@@ -93,6 +93,11 @@ export interface Grant {
    * refresh token is refused. False for grants whose credential is single-use (JWT bearer).
    */
   readonly retryable: boolean
+  /**
+   * `'ignore'`: a refresh token the AS returns anyway is never used, so every new token runs the
+   * grant again (for {@link identityAssertionGrant}: the IdP decides at every refresh). Default: used.
+   */
+  readonly refreshTokens?: 'use' | 'ignore'
   /** Adds the grant's parameters to the form body. */
   params(body: URLSearchParams, context: GrantContext): void | Promise<void>
   /**

@@ -275,6 +275,8 @@ export function identityAssertionGrant(options: IdentityAssertionGrantOptions): 
     resource: options.resource,
     scope: options.scope,
     retryable: true,
+    // the IdP decides at every refresh: a refresh token from the resource AS (the draft says it SHOULD NOT issue one) would skip it
+    refreshTokens: 'ignore',
     async params(body: URLSearchParams, ctx: GrantContext) {
       const t = ctx.transport
       if (t === undefined) throw new BoundError('ERR_INVALID_CONFIG', 'identityAssertionGrant runs inside a session: its first hop (the IdP) uses the session’s transport')
