@@ -37,6 +37,17 @@ function sessionOn(store: TokenStore, dpop: DpopKey, over: Partial<SessionOption
   return session
 }
 
+/** Two sessions on one store and one key, the first token earned by `a` and taken by `b`. */
+async function twoSharing() {
+  const store = createMemoryTokenStore()
+  const shared = await generateDpopKey()
+  const a = sessionOn(store, shared)
+  const b = sessionOn(store, shared)
+  const first = await a.token()
+  expect((await b.token()).label).toBe(first.label)
+  return { a, b, first }
+}
+
 /** A store that records every record written (to look at what a store reader sees). */
 function recording(inner: TokenStore) {
   const written: Array<{ key: string; record: StoredRecord }> = []
@@ -83,12 +94,7 @@ describe('a shared store in one process (FLEET-01…05)', () => {
 
   it('FLEET-01: invalid_token in one session drops the token in the other (published), and one new token is earned', async () => {
     kit.as.resetCounters()
-    const store = createMemoryTokenStore()
-    const shared = await generateDpopKey()
-    const a = sessionOn(store, shared)
-    const b = sessionOn(store, shared)
-    const first = await a.token()
-    expect((await b.token()).label).toBe(first.label)
+    const { a, b, first } = await twoSharing()
     const invalidated = new Promise((resolve) => b.events.on('token.invalidated', resolve))
     a.invalidate(first)
     await invalidated
@@ -99,12 +105,7 @@ describe('a shared store in one process (FLEET-01…05)', () => {
   })
 
   it('FLEET-01: a token revoked by the process that earned it is dropped by the processes that took it', async () => {
-    const store = createMemoryTokenStore()
-    const shared = await generateDpopKey()
-    const a = sessionOn(store, shared)
-    const b = sessionOn(store, shared)
-    const first = await a.token()
-    expect((await b.token()).label).toBe(first.label)
+    const { a, b, first } = await twoSharing()
     const dropped = new Promise((resolve) => b.events.on('token.invalidated', resolve))
     await a.close({ revoke: true })
     await dropped
