@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { createClient, type RedisClientType } from 'redis'
 import { isBoundError } from '@bound/core'
-import { createRedisTokenStore, type RedisClientLike, type RedisTokenStore } from '@bound/redis'
+import { createRedisTokenStore, type RedisClientLike, type RedisTokenStore } from '../src/index.js'
 import { startRedisServer, type RedisServer } from '../../../test/support/redis-server.js'
 import { startLatencyProxy, type LatencyProxy } from '../../../test/support/latency-proxy.js'
 
