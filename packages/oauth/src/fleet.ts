@@ -118,18 +118,21 @@ export function createFleet(options: FleetOptions) {
   const call = async <T>(operation: string, run: () => Promise<T>, budgetMs = timeoutMs): Promise<Outcome<T>> => {
     if (!available()) return FAILED
     let timer: ReturnType<typeof setTimeout> | undefined
+    const limit = Math.max(1, Math.min(timeoutMs, budgetMs))
+    const cutShort = new BoundError('ERR_TOKEN_UNAVAILABLE', 'the caller’s wait on the store ran out')
     try {
       const value = await Promise.race([
         run(),
         new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new BoundError('ERR_TOKEN_UNAVAILABLE', `the token store did not answer ${operation} within ${timeoutMs} ms`)), Math.max(1, Math.min(timeoutMs, budgetMs)))
+          timer = setTimeout(() => reject(limit < timeoutMs ? cutShort : new BoundError('ERR_TOKEN_UNAVAILABLE', `the token store did not answer ${operation} within ${timeoutMs} ms`)), limit)
           timer.unref()
         }),
       ])
       recovered()
       return value
     } catch (err) {
-      degrade(operation, err)
+      // the caller's own bound ran out first: no sign the store is in trouble
+      if (err !== cutShort) degrade(operation, err)
       return FAILED
     } finally {
       clearTimeout(timer)
