@@ -59,6 +59,8 @@ const FAILED = Symbol('store failed')
 type Outcome<T> = T | typeof FAILED
 
 const now = () => performance.timeOrigin + performance.now()
+/** How long a refresh-token family record lives in the store without a new generation. */
+const FAMILY_TTL_MS = 30 * 86_400_000
 
 /**
  * Fleet-wide coordination over a {@link TokenStore} (FLEET-01…05): tokens earned once per key in
@@ -278,8 +280,11 @@ export function createFleet(options: FleetOptions) {
       return token
     }
     void subscribe()
+    const take = (record: Outcome<StoredRecord | undefined>) => takeable(record, key, cacheKey, floor, request.previous, request.localGeneration)
+    /** Shares the token this process earned at the generation after every one it knows of. */
+    const shareEarned = (token: BoundToken) => share(key, token, Math.max(rec === FAILED || rec === undefined ? 0 : rec.generation, floor) + 1)
     let rec = await call('get', () => store.get(key), deadline - now())
-    let found = takeable(rec, key, cacheKey, floor, request.previous, request.localGeneration)
+    let found = take(rec)
     if (found) return taken(found)
     let waited = false
     while (available() && now() < deadline) {
@@ -291,12 +296,11 @@ export function createFleet(options: FleetOptions) {
           // someone may have shared one between our read and our lease
           if (waited) {
             rec = await call('get', () => store.get(key), deadline - now())
-            found = takeable(rec, key, cacheKey, floor, request.previous, request.localGeneration)
+            found = take(rec)
             if (found) return taken(found)
           }
           const token = await request.earn()
-          const known = rec === FAILED || rec === undefined ? 0 : rec.generation
-          await share(key, token, Math.max(known, floor) + 1)
+          await shareEarned(token)
           return token
         } finally {
           void call('release', () => store.releaseLease(key, owner))
@@ -306,15 +310,14 @@ export function createFleet(options: FleetOptions) {
       waited = true
       await waitForChange(key, Math.min(pollMs, deadline - now()), seen)
       rec = await call('get', () => store.get(key), deadline - now())
-      found = takeable(rec, key, cacheKey, floor, request.previous, request.localGeneration)
+      found = take(rec)
       if (found) return taken(found)
     }
     // the store failed, or the earner took longer than the bound: earn here (FLEET-02, FLEET-04)
     events.emit('store.wait_exceeded', { cacheKey, ms: Math.round(now() - started), storeAvailable: available() })
     const token = await request.earn()
     if (available()) {
-      const known = rec === FAILED || rec === undefined ? 0 : rec.generation
-      await share(key, token, Math.max(known, floor) + 1)
+      await shareEarned(token)
     }
     return token
   }
@@ -382,7 +385,7 @@ export function createFleet(options: FleetOptions) {
         return undefined
       }
       if (out.next !== undefined && out.next !== refreshToken) {
-        const written = await call('put', () => store.put(key, { value: cipher.seal(out.next!, context(key, generation + 1)), generation: generation + 1 }, 86_400_000 * 30))
+        const written = await call('put', () => store.put(key, { value: cipher.seal(out.next!, context(key, generation + 1)), generation: generation + 1 }, FAMILY_TTL_MS))
         if (written !== true) localFamilies.set(key, out.next) // nobody else can have it: keep it to ourselves
       }
       return out.value
@@ -397,7 +400,7 @@ export function createFleet(options: FleetOptions) {
     localFamilies.delete(key)
     const rec = await call('get', () => store.get(key))
     const generation = rec === FAILED ? undefined : (rec?.generation ?? 0) + 1
-    const written = generation === undefined ? FAILED : await call('put', () => store.put(key, { value: cipher.seal(refreshToken, context(key, generation)), generation }, 86_400_000 * 30))
+    const written = generation === undefined ? FAILED : await call('put', () => store.put(key, { value: cipher.seal(refreshToken, context(key, generation)), generation }, FAMILY_TTL_MS))
     if (written !== true) localFamilies.set(key, refreshToken)
   }
 
