@@ -238,7 +238,8 @@ export interface SessionEvents {
  * A bound session. Made by {@link createSession}.
  *
  * The request side (the bound fetch, the undici interceptor, every integration) uses a session
- * through one seam and nothing else: {@link Session.token | token}, {@link Session.adopt | adopt},
+ * through one seam and nothing else: {@link Session.token | token} (and its synchronous
+ * {@link Session.tokenNow | tokenNow}), {@link Session.adopt | adopt},
  * {@link Session.invalidate | invalidate}, {@link Session.isCurrent | isCurrent} and
  * {@link Session.useResourceMetadata | useResourceMetadata}, plus the binding it sends with
  * (`dpop`, `transport`) and `events`. Cache keys and token-request parameters are the session's
@@ -274,6 +275,13 @@ export interface Session {
   useResourceMetadata(metadata: ProtectedResourceMetadata): void
   /** A valid token for `request` (cached, or earned once however many callers wait). */
   token(request?: TokenRequest): Promise<BoundToken>
+  /**
+   * The token {@link token} would resolve with at once — held, valid, and with no posture check
+   * to make first — or `undefined` when `token()` would have to wait (earn, ask the posture check,
+   * answer a claims challenge). Never earns, never throws. The integrations' synchronous fast path:
+   * it marks the token used and starts a due background refresh exactly as `token()` does.
+   */
+  tokenNow(request?: TokenRequest): BoundToken | undefined
   /** Earns a new token for `request` now, whatever is held (joins one in flight). */
   forceRefresh(request?: TokenRequest): Promise<BoundToken>
   /** Drops `token` when it is still the held generation (after `invalid_token`). */
@@ -564,6 +572,8 @@ export function createSession(options: SessionOptions): Session {
       const posture = binding.checkPosture()
       return posture ? posture.then(() => cache.token(req)) : cache.token(req)
     },
+    // (a posture check is asked through token(): its answer may be stale)
+    tokenNow: (req = {}) => (options.posture === undefined ? cache.tokenNow(req) : undefined),
     forceRefresh: (req = {}) => cache.forceRefresh(req),
     isCurrent: binding.isCurrent,
     adopt: (req, tokenSet) => cache.adopt(req, tokenSet),

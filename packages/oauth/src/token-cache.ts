@@ -127,8 +127,8 @@ export function createTokenCache(options: TokenCacheOptions) {
     const { key, params } = keyOf(req)
     if (req.stepUp && !req.stepUp.params) {
       // a handed-over token: never earned again
-      const held = manager.peek(key)
-      return held ? Promise.resolve(held) : Promise.reject(stepUpExpired(req.stepUp))
+      const held = manager.getNow(key)
+      return held ? Promise.resolve(held) : Promise.reject(manager.closed ? new BoundError('ERR_CLOSED', 'The session is closed') : stepUpExpired(req.stepUp))
     }
     if (req.claims !== undefined) return manager.forceRefresh(key, params, { once: { ...params, extra: { ...params.extra, claims: req.claims } }, signal: req.signal })
     return manager.get(key, params, req.signal)
@@ -137,6 +137,8 @@ export function createTokenCache(options: TokenCacheOptions) {
   return {
     manager,
     token: tokenFor,
+    /** The token {@link tokenFor} would resolve with at once, or undefined when it would have to wait (or a claims challenge needs a token request). */
+    tokenNow: (req: TokenRequest): BoundToken | undefined => (req.claims === undefined ? manager.getNow(keyOf(req).key) : undefined),
     forceRefresh(req: TokenRequest) {
       const { key, params } = keyOf(req)
       return manager.forceRefresh(key, params, { signal: req.signal })

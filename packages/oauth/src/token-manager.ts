@@ -147,8 +147,12 @@ export interface TokenManager<P> {
    * Joins a request in flight for the same key and the same `once`.
    */
   forceRefresh(cacheKey: string, params: P, options?: { once?: P; signal?: AbortSignal | undefined }): Promise<BoundToken>
-  /** The held token of `cacheKey` when it may be served now (marks it used), else undefined. Never earns. */
-  peek(cacheKey: string): BoundToken | undefined
+  /**
+   * The held token of `cacheKey` when it may be served now, else undefined (never waits, never
+   * throws): what {@link get} resolves with at once. It marks the token used and, past its refresh
+   * point, starts the background refresh, exactly as `get` does.
+   */
+  getNow(cacheKey: string): BoundToken | undefined
   /**
    * Holds `token` for `cacheKey` (a token obtained elsewhere), replacing what was held. It is not
    * refreshed ahead of expiry: once it may not be served, the next `get` earns a new one.
@@ -170,6 +174,8 @@ export interface TokenManager<P> {
   refreshAt(cacheKey: string): number | undefined
   /** Stops every timer and drops every token; later calls fail with `ERR_CLOSED`. */
   close(): void
+  /** Whether {@link close} was called. */
+  readonly closed: boolean
 }
 
 interface Held<P> {
@@ -354,22 +360,27 @@ export function createTokenManager<P>(options: TokenManagerOptions<P>): TokenMan
     return undefined
   }
 
+  /** The held token served now (marked used; past its refresh point, refreshed in the background), else undefined. */
+  const serveNow = (cacheKey: string, s: Slot<P> | undefined, now: number): BoundToken | undefined => {
+    const held = servable(cacheKey, s, now)
+    if (!held) return undefined
+    held.used = true
+    // Past the refresh point (a timer that has not fired, or background refresh off): refresh now,
+    // in the background; callers keep the current token meanwhile.
+    if (now >= held.refreshAt && held.params !== undefined && !(s!.failure !== undefined && now < s!.failure.nextAttemptAt)) refreshInBackground(cacheKey, held.params, 'demand')
+    return held.token
+  }
+
   return {
     async get(cacheKey, params, signal) {
       assertOpen()
       signal?.throwIfAborted()
       const s = slot(cacheKey, false)
       const now = clock.now()
+      const served = serveNow(cacheKey, s, now)
+      if (served) return served
       const failure = s?.failure
       const backingOff = failure !== undefined && now < failure.nextAttemptAt
-      const held = servable(cacheKey, s, now)
-      if (held) {
-        held.used = true
-        // Past the refresh point (a timer that has not fired, or background refresh off): refresh now,
-        // in the background; callers keep the current token meanwhile.
-        if (now >= held.refreshAt && !backingOff && held.params !== undefined) refreshInBackground(cacheKey, held.params, 'demand')
-        return held.token
-      }
       if (backingOff && !flights.has(cacheKey)) {
         // No valid token and the AS failed recently: fail fast instead of piling onto it.
         if (!isTransient(failure.error)) throw failure.error
@@ -394,11 +405,8 @@ export function createTokenManager<P>(options: TokenManagerOptions<P>): TokenMan
       const flight = once === undefined ? cacheKey : `${cacheKey}\u0000${JSON.stringify(once)}`
       return waitFor(earn(cacheKey, params, once ?? params, true, flight), signal)
     },
-    peek(cacheKey) {
-      assertOpen()
-      const held = servable(cacheKey, slot(cacheKey, false), clock.now())
-      if (held) held.used = true
-      return held?.token
+    getNow(cacheKey) {
+      return closed ? undefined : serveNow(cacheKey, slot(cacheKey, false), clock.now())
     },
     put(cacheKey, token) {
       assertOpen()
@@ -433,6 +441,9 @@ export function createTokenManager<P>(options: TokenManagerOptions<P>): TokenMan
       return slots.size
     },
     refreshAt: (cacheKey) => slots.get(cacheKey)?.held?.refreshAt,
+    get closed() {
+      return closed
+    },
     close() {
       closed = true
       for (const s of slots.values()) if (s.held?.timer !== undefined) timers.clearTimeout(s.held.timer)
