@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
-import { Agent, interceptors, request, type Dispatcher } from 'undici'
+import { Agent, fetch as undiciFetch, interceptors, request, type Dispatcher } from 'undici'
 import { startTestkit, type Testkit } from '@bound/testkit'
 import { boundInterceptor, createBoundFetch, type BoundOptions } from '@bound/fetch'
 import { clientCredentials, clientSecretBasic, createSession, type Session } from '@bound/oauth'
@@ -63,6 +63,30 @@ const clients: Record<string, (extra?: Extra) => Promise<Client>> = {
       call: async (path, init) => {
         const r = await request(`${kit.api}${path}`, { dispatcher, method: (init?.method ?? 'GET') as Dispatcher.HttpMethod, body: init?.body })
         return { status: r.statusCode, json: () => r.body.json() as Promise<Record<string, unknown>> }
+      },
+    }
+  },
+  // (nothing composed after Bound's: undici.request's and fetch's own handlers reach it directly —
+  // the callback interface of undici 7, not the controller one the retry interceptor speaks)
+  'undici.request, interceptor alone': async (extra = {}) => {
+    const session = await newSession()
+    const dispatcher = userAgent().compose(boundInterceptor({ session, origins: [kit.api], ...extra }))
+    return {
+      session,
+      call: async (path, init) => {
+        const r = await request(`${kit.api}${path}`, { dispatcher, method: (init?.method ?? 'GET') as Dispatcher.HttpMethod, body: init?.body })
+        return { status: r.statusCode, json: () => r.body.json() as Promise<Record<string, unknown>> }
+      },
+    }
+  },
+  'undici fetch on the composed agent': async (extra = {}) => {
+    const session = await newSession()
+    const dispatcher = userAgent().compose(boundInterceptor({ session, origins: [kit.api], ...extra }))
+    return {
+      session,
+      call: async (path, init) => {
+        const r = await undiciFetch(`${kit.api}${path}`, { dispatcher, method: init?.method ?? 'GET', body: init?.body })
+        return { status: r.status, json: () => r.json() as Promise<Record<string, unknown>> }
       },
     }
   },

@@ -120,6 +120,8 @@ export interface EngineExchange {
   readonly headers: HeadersView
   /** Drops the body (the engine answers the challenge instead of returning the response). */
   discard(): Promise<void>
+  /** Drops the response at once, its connection with it (nobody will read it: the engine failed). Default: `discard()`. */
+  abandon?(): void
 }
 
 /**
@@ -150,7 +152,21 @@ export interface ChallengeEngine {
    * challenge answered (new proof, new token, step-up…). Resolves with the exchange to hand back,
    * and the parsed challenges when it is one Bound could not (or would not) answer.
    */
-  run<E extends EngineExchange>(url: URL, request: { method: string; replayable: boolean; signal: AbortSignal | undefined }, exchange: (token: BoundToken | undefined, attempt: { nonce?: string | undefined }) => Promise<E>): Promise<{ res: E; challenges?: ResponseChallenge[] }>
+  run<E extends EngineExchange>(
+    url: URL,
+    request: { method: string; replayable: boolean; signal: AbortSignal | undefined },
+    exchange: (token: BoundToken | undefined, attempt: { nonce?: string | undefined }) => Promise<E>,
+    first?: { token: BoundToken; res: E },
+  ): Promise<{ res: E; challenges?: ResponseChallenge[] }>
+  /**
+   * The fast path: the token `run` would send first for `url`, when it is at hand now (held and
+   * current, no step-up approval to carry, no wait), else undefined. A request sent with it whose
+   * response is a challenge (400, 401, 403) goes on through `run(…, { token, res })`; any other
+   * response only needs {@link observe}.
+   */
+  ready(url: URL): BoundToken | undefined
+  /** Keeps what a response to a request sent with `token` says for later ones (its `DPoP-Nonce`). */
+  observe(url: URL, token: BoundToken, headers: HeadersView): void
   /** The `Authorization` and `DPoP` header values for `token` on `method url` (a fresh proof). */
   credentials(token: BoundToken, method: string, url: URL, nonce?: string): Credentials | Promise<Credentials>
 }
@@ -183,6 +199,9 @@ export interface Credentials {
   authorization: string
   dpop?: string
 }
+
+/** The token request of an origin with no resource of its own (the session's default). */
+const NO_NEED: TokenRequest = Object.freeze({})
 
 /** A challenge Bound answers, each at most once per request. */
 type Reaction = 'nonce' | 'token' | 'clock' | 'metadata' | 'step-up' | 'claims' | 'scope'
@@ -218,7 +237,7 @@ export function createChallengeEngine(options: BoundOptions, where = 'createBoun
   /** The resource indicator for `origin`: configured, else learned from its metadata, else the session's. */
   const resourceFor = (origin: string) => configuredResources.get(origin) ?? learnedResources.get(origin)
 
-  const run = async <E extends EngineExchange>(url: URL, req: { method: string; replayable: boolean; signal: AbortSignal | undefined }, exchange: (token: BoundToken | undefined, attempt: { nonce?: string | undefined }) => Promise<E>): Promise<{ res: E; challenges?: ResponseChallenge[] }> => {
+  const run: ChallengeEngine['run'] = async (url, req, exchange, first) => {
     assertSecureUrl(url, `API origin ${url.origin}`)
     const origin = url.origin
     const used = new Set<Reaction>()
@@ -227,7 +246,9 @@ export function createChallengeEngine(options: BoundOptions, where = 'createBoun
     let nonce: string | undefined // the nonce a challenge just gave: used for the retry whatever the store says by then
     for (let stale = 0; ; ) {
       let token: BoundToken | undefined
-      if (session.hasAuthorizationServer) {
+      if (first) {
+        // the first attempt went on the fast path (ready()): its response is this round's
+      } else if (session.hasAuthorizationServer) {
         try {
           token = await session.token(need)
         } catch (err) {
@@ -246,86 +267,97 @@ export function createChallengeEngine(options: BoundOptions, where = 'createBoun
           throw new BoundError('ERR_TOKEN_UNAVAILABLE', 'The session rotated its key or certificate while earning a token; try again')
         }
       }
-      const res = await exchange(token, { nonce })
+      let res
+      if (first) {
+        ;({ token, res } = first)
+        first = undefined
+      } else res = await exchange(token, { nonce })
       nonce = undefined
-      const observed: NonceObservation = token?.type === 'DPoP' ? session.dpop!.observe(url.href, res.headers) : 'none'
-      if (res.status !== 401 && res.status !== 400 && res.status !== 403) {
-        if (need.stepUp && used.has('step-up')) stepUps.rememberPath(url, need.stepUp)
-        return { res }
-      }
-      const challenges = readChallenges(res.headers)
-      const challenge = challengeFor(challenges, token ? (token.type === 'DPoP' ? 'dpop' : 'bearer') : undefined)
-      if (token?.type === 'DPoP' && session.dpop) {
-        // DPOP-24: the RS says which algs it takes; a key it refuses is a configuration error,
-        // never a reason to fall back to Bearer.
-        const algs = challenges.find((c) => c.scheme === 'dpop' && c.algs !== undefined)?.algs
-        if (algs && !algs.includes(session.dpop.key.alg)) {
-          await res.discard()
-          session.dpop.assertAlgAccepted(algs, `The resource server ${origin}`)
+      try {
+        const observed: NonceObservation = token?.type === 'DPoP' ? session.dpop!.observe(url.href, res.headers) : 'none'
+        if (res.status !== 401 && res.status !== 400 && res.status !== 403) {
+          if (need.stepUp && used.has('step-up')) stepUps.rememberPath(url, need.stepUp)
+          return { res }
         }
-      }
-      const reaction = react(challenge, token, res, url, observed)
-      if (reaction === undefined || used.has(reaction) || !req.replayable) {
-        // answered once already (a second invalid_token, a refused step-up token), or never answerable
-        if (challenge && reaction !== undefined && used.has(reaction)) annotate(challenge, reaction, url, 'refused', token, challenges)
-        else if (challenge?.kind === 'step-up') annotate(challenge, 'step-up', url, challenge.malformed ? 'malformed' : req.replayable ? 'not-asked' : 'stream')
-        else if (challenge?.kind === 'invalid-dpop-proof' && token?.type === 'DPoP') annotate(challenge, 'clock', url)
-        if (challenge) session.events.emit('challenge.handled', { origin, kind: challenge.kind, outcome: 'returned' })
-        return { res, challenges }
-      }
-      used.add(reaction)
-      session.events.emit('challenge.handled', { origin, kind: challenge?.kind ?? 'no-credentials', outcome: 'answered' })
-      switch (reaction) {
-        case 'nonce':
-          // DPOP-20: the retry carries the nonce this challenge gave
-          nonce = res.headers.get('dpop-nonce') ?? undefined
-          session.events.emit('nonce.challenge', { origin, at: 'resource-server' })
-          break
-        case 'clock':
-          break
-        case 'token':
-          session.events.emit('challenge.invalid_token', { origin, label: token!.label })
-          session.invalidate(token!)
-          break
-        case 'metadata': {
-          // CHAL-13/PRM-01: learn the AS and the resource from the RFC 9728 metadata, then earn a token.
-          await res.discard()
-          const prm = await fetchProtectedResourceMetadata(url, challenge?.resourceMetadata, {
-            // the client certificate goes only to credential origins, metadata hosts included
-            fetch: (u, init) => (allowed.has(new URL(String(u)).origin) ? session.transport.fetch : session.transport.anonymousFetch)(u, init),
-            ...(req.signal ? { signal: req.signal } : {}),
-            ...(options.resourceMetadata?.allowedOrigins ? { allowedOrigins: options.resourceMetadata.allowedOrigins } : {}),
-            ...(options.resourceMetadata?.match ? { match: options.resourceMetadata.match } : {}),
-          })
-          session.useResourceMetadata(prm)
-          if (!configuredResources.has(origin)) {
-            learnedResources.set(origin, prm.resource)
-            need.resource = prm.resource
+        const challenges = readChallenges(res.headers)
+        const challenge = challengeFor(challenges, token ? (token.type === 'DPoP' ? 'dpop' : 'bearer') : undefined)
+        if (token?.type === 'DPoP' && session.dpop) {
+          // DPOP-24: the RS says which algs it takes; a key it refuses is a configuration error,
+          // never a reason to fall back to Bearer.
+          const algs = challenges.find((c) => c.scheme === 'dpop' && c.algs !== undefined)?.algs
+          if (algs && !algs.includes(session.dpop.key.alg)) {
+            await res.discard()
+            session.dpop.assertAlgAccepted(algs, `The resource server ${origin}`)
           }
-          continue
         }
-        case 'step-up': {
-          const outcome = await stepUps.answer(challenge!, url, need.resource, need.stepUp, req.signal)
-          if (typeof outcome === 'string') {
-            annotate(challenge!, 'step-up', url, outcome)
-            session.events.emit('challenge.handled', { origin, kind: 'step-up', outcome: 'returned' })
-            return { res, challenges }
+        const reaction = react(challenge, token, res, url, observed)
+        if (reaction === undefined || used.has(reaction) || !req.replayable) {
+          // answered once already (a second invalid_token, a refused step-up token), or never answerable
+          if (challenge && reaction !== undefined && used.has(reaction)) annotate(challenge, reaction, url, 'refused', token, challenges)
+          else if (challenge?.kind === 'step-up') annotate(challenge, 'step-up', url, challenge.malformed ? 'malformed' : req.replayable ? 'not-asked' : 'stream')
+          else if (challenge?.kind === 'invalid-dpop-proof' && token?.type === 'DPoP') annotate(challenge, 'clock', url)
+          if (challenge) session.events.emit('challenge.handled', { origin, kind: challenge.kind, outcome: 'returned' })
+          return { res, challenges }
+        }
+        used.add(reaction)
+        session.events.emit('challenge.handled', { origin, kind: challenge?.kind ?? 'no-credentials', outcome: 'answered' })
+        switch (reaction) {
+          case 'nonce':
+            // DPOP-20: the retry carries the nonce this challenge gave
+            nonce = res.headers.get('dpop-nonce') ?? undefined
+            session.events.emit('nonce.challenge', { origin, at: 'resource-server' })
+            break
+          case 'clock':
+            break
+          case 'token':
+            session.events.emit('challenge.invalid_token', { origin, label: token!.label })
+            session.invalidate(token!)
+            break
+          case 'metadata': {
+            // CHAL-13/PRM-01: learn the AS and the resource from the RFC 9728 metadata, then earn a token.
+            await res.discard()
+            const prm = await fetchProtectedResourceMetadata(url, challenge?.resourceMetadata, {
+              // the client certificate goes only to credential origins, metadata hosts included
+              fetch: (u, init) => (allowed.has(new URL(String(u)).origin) ? session.transport.fetch : session.transport.anonymousFetch)(u, init),
+              ...(req.signal ? { signal: req.signal } : {}),
+              ...(options.resourceMetadata?.allowedOrigins ? { allowedOrigins: options.resourceMetadata.allowedOrigins } : {}),
+              ...(options.resourceMetadata?.match ? { match: options.resourceMetadata.match } : {}),
+            })
+            session.useResourceMetadata(prm)
+            if (!configuredResources.has(origin)) {
+              learnedResources.set(origin, prm.resource)
+              need.resource = prm.resource
+            }
+            continue
           }
-          need.stepUp = outcome
-          break
+          case 'step-up': {
+            const outcome = await stepUps.answer(challenge!, url, need.resource, need.stepUp, req.signal)
+            if (typeof outcome === 'string') {
+              annotate(challenge!, 'step-up', url, outcome)
+              session.events.emit('challenge.handled', { origin, kind: 'step-up', outcome: 'returned' })
+              return { res, challenges }
+            }
+            need.stepUp = outcome
+            break
+          }
+          case 'claims':
+            // CAE-03: one token request carrying the claims (and the client's capabilities); the token replaces the held one.
+            need.claims = JSON.stringify(mergeClaims(challenge!.claims!, options.clientCapabilities))
+            // (a handed-over step-up token cannot be earned again, with claims or without)
+            if (need.stepUp && !need.stepUp.params) need.stepUp = undefined
+            break
+          case 'scope': {
+            const wanted = await (options.onInsufficientScope ?? defaultScope)(challenge!, token?.scope)
+            if (wanted === false || wanted === (need.scope ?? token?.scope)) return { res, challenges }
+            need.scope = wanted
+            break
+          }
         }
-        case 'claims':
-          // CAE-03: one token request carrying the claims (and the client's capabilities); the token replaces the held one.
-          need.claims = JSON.stringify(mergeClaims(challenge!.claims!, options.clientCapabilities))
-          // (a handed-over step-up token cannot be earned again, with claims or without)
-          if (need.stepUp && !need.stepUp.params) need.stepUp = undefined
-          break
-        case 'scope': {
-          const wanted = await (options.onInsufficientScope ?? defaultScope)(challenge!, token?.scope)
-          if (wanted === false || wanted === (need.scope ?? token?.scope)) return { res, challenges }
-          need.scope = wanted
-          break
-        }
+      } catch (err) {
+        // a response nobody will read lets its connection go
+        if (res.abandon) res.abandon()
+        else void res.discard()
+        throw err
       }
       await res.discard()
     }
@@ -396,6 +428,17 @@ export function createChallengeEngine(options: BoundOptions, where = 'createBoun
       session.events.emit('origin.unlisted', { origin, nearest: nearestOf(origin, allowed) })
     },
     run,
+    ready(url) {
+      // (what run asserts: an origin vetted at configuration, and no userinfo)
+      if (!session.hasAuthorizationServer || !allowed.has(url.origin) || url.username !== '' || url.password !== '') return undefined
+      const resource = resourceFor(url.origin)
+      if (stepUps.approvalFor(url, resource) !== undefined) return undefined
+      const token = session.tokenNow(resource === undefined ? NO_NEED : { resource })
+      return token !== undefined && session.isCurrent(token) ? token : undefined
+    },
+    observe(url, token, headers) {
+      if (token.type === 'DPoP') session.dpop?.observe(url.href, headers)
+    },
     credentials(token, method, url, nonce) {
       if (token.type !== 'DPoP') return { authorization: `${token.type} ${token.value}` }
       // (by href: the proof builder keeps the parsed form of the last URL it saw; a local key signs

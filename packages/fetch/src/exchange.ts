@@ -23,6 +23,8 @@ export interface Exchange {
   readonly headers: HeadersView
   /** Drops the body without reading it (for a response Bound answers and does not return). */
   discard(): Promise<void>
+  /** Drops the response at once, closing its connection. */
+  abandon(): void
   /** The global `Response` the caller gets, streaming the body (decoded as fetch does). */
   toResponse(url: URL, redirected: boolean, method: string): Response
 }
@@ -41,7 +43,9 @@ export function toExchange(data: Dispatcher.ResponseData): Exchange {
   return {
     status: data.statusCode,
     headers,
-    discard: () => data.body.dump({ limit: 65_536 }).catch(() => {}),
+    // bounded like the interceptor's: 64 KiB, and a few seconds (then the connection goes)
+    discard: () => data.body.dump({ limit: 65_536, signal: AbortSignal.timeout(5_000) }).catch(() => {}),
+    abandon: () => void data.body.destroy(),
     toResponse(url, redirected, method) {
       let body: Readable | null = data.body
       if (NULL_BODY.has(data.statusCode) || method === 'HEAD') {

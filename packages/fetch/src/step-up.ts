@@ -47,7 +47,8 @@ export function createStepUps(session: Session, options: Pick<BoundOptions, 'onS
   return {
     /** The approval remembered for `url`'s path, its origin and `resource`, if any. */
     approvalFor(url: URL, resource: string | undefined): StepUpApproval | undefined {
-      const level = pathLevels.get(`${url.origin}${url.pathname}`)
+      // (most sessions never step up: no key to build)
+      const level = pathLevels.size === 0 ? undefined : pathLevels.get(`${url.origin}${url.pathname}`)
       return level === undefined ? undefined : approvals.get(keyOf(url.origin, resource, level))
     },
     /** `url`'s path needed `approval`: later requests to it start with it. */

@@ -48,11 +48,14 @@ describe('toExchange: the exchange', () => {
     expect(ex.headers.get('location')).toBeNull()
   })
 
-  it('discard dumps the body within a cap', async () => {
+  it('discard dumps the body within a cap: 64 KiB, and 5 seconds', async () => {
     const { data, dump } = fakeData(302, { location: '/x' }, 'ignored')
     await toExchange(data).discard()
     expect(dump).toHaveBeenCalledTimes(1)
-    expect(dump.mock.calls[0]![0]).toEqual({ limit: 65_536 })
+    const { limit, signal } = dump.mock.calls[0]![0] as { limit: number; signal: AbortSignal }
+    expect(limit).toBe(65_536)
+    expect(signal).toBeInstanceOf(AbortSignal)
+    expect(signal.aborted).toBe(false)
   })
 
   it('discard swallows a failing dump', async () => {
