@@ -143,6 +143,15 @@ describe.each(Object.keys(clients))('the same engine through the %s', (name) => 
     const client = await make({ onStepUp: (c) => ({ acr_values: c.acrValues!.join(' ') }) })
     expect(await (await client.call('/admin/x')).json()).toMatchObject({ acr: 'urn:bound:mfa' })
   })
+  it('STEP-03: 60 concurrent requests meeting one step-up level share one onStepUp call, and all succeed', async () => {
+    kit.rs.requireStepUp('/admin', { acr_values: 'urn:bound:mfa' })
+    let calls = 0
+    const client = await make({ onStepUp: async (c) => (calls++, await new Promise((r) => setTimeout(r, 30)), { acr_values: c.acrValues!.join(' ') }) })
+    expect((await client.call('/orders')).status).toBe(200) // a token at hand: the requests below start on the fast path
+    const statuses = await Promise.all(Array.from({ length: 60 }, () => client.call('/admin/users').then((r) => r.status)))
+    expect(statuses.filter((s) => s !== 200)).toEqual([])
+    expect(calls).toBe(1)
+  })
   it('answers a claims challenge', async () => {
     kit.rs.requireClaims('/pay', { access_token: { acrs: { essential: true, value: 'cp1' } } })
     const client = await make()

@@ -110,6 +110,19 @@ export function createBoundSender(options: BoundFetchOptions, where = 'createBou
     return toExchange(data)
   }
 
+  /** A credentialed request: sent at once with a token at hand (only a challenge then goes to the engine), else through the engine. */
+  const sendBound = async (req: PreparedRequest, url: URL) => {
+    const exchange = (token: BoundToken | undefined, attempt: { nonce?: string | undefined }) => send(req, url, token, false, attempt.nonce)
+    const token = engine.ready(url)
+    if (token === undefined) return engine.run(url, req, exchange)
+    const res = await send(req, url, token, false)
+    if (res.status !== 400 && res.status !== 401 && res.status !== 403) {
+      engine.observe(url, token, res.headers)
+      return { res, challenges: undefined }
+    }
+    return engine.run(url, req, exchange, { token, res })
+  }
+
   return async (input, init, limits) => {
     const limit = limits?.maxRedirects ?? maxRedirects
     const req = prepareRequestNow(input as never, init)
@@ -127,7 +140,7 @@ export function createBoundSender(options: BoundFetchOptions, where = 'createBou
     if (!carry && !crossedOrigin) engine.noteUnlisted(origin)
     let hops = 0
     for (;;) {
-      const { res, challenges } = carry ? await engine.run(url, req, (token, attempt) => send(req, url, token, false, attempt.nonce)) : { res: await send(req, url, undefined, crossedOrigin), challenges: undefined }
+      const { res, challenges } = carry ? await sendBound(req, url) : { res: await send(req, url, undefined, crossedOrigin), challenges: undefined }
       const done = () => {
         const out = res.toResponse(url, hops > 0, req.method)
         if (challenges) attachChallenges(out, challenges)

@@ -242,7 +242,8 @@ export function createChallengeEngine(options: BoundOptions, where = 'createBoun
     const origin = url.origin
     const used = new Set<Reaction>()
     const need: TokenRequest = { resource: resourceFor(origin), signal: req.signal }
-    need.stepUp = stepUps.approvalFor(url, need.resource)
+    // (the fast path sent its first attempt with no approval: ready() gives no token when there is one)
+    need.stepUp = first ? undefined : stepUps.approvalFor(url, need.resource)
     let nonce: string | undefined // the nonce a challenge just gave: used for the retry whatever the store says by then
     for (let stale = 0; ; ) {
       let token: BoundToken | undefined

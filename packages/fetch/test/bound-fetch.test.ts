@@ -8,8 +8,9 @@ import { createBoundSender } from '../src/internal.js'
 import { rejection } from './support.js'
 
 // createBoundFetch's redirect rules over a fake session: only the seam the engine uses (token,
-// adopt, invalidate, isCurrent, useResourceMetadata, hasAuthorizationServer, dpop, events,
-// transport), with a transport that records each request and answers from a table.
+// tokenNow, adopt, invalidate, isCurrent, useResourceMetadata, hasAuthorizationServer, dpop,
+// events, transport), with a transport that records each request and answers from a table. Its
+// tokenNow has no token at hand (every request goes through the engine) unless `fast` is set.
 
 const API = 'https://api.example.com'
 const OTHER = 'https://other.example.com'
@@ -53,7 +54,7 @@ function fakeBody(text: string) {
 }
 
 /** A fake session whose transport answers `routes[url]` (else 200 "ok"). */
-function fakeSession(routes: Record<string, Route> = {}) {
+function fakeSession(routes: Record<string, Route> = {}, fast = false) {
   const sent: Sent[] = []
   const dumps: ReturnType<typeof vi.fn>[] = []
   const emit = vi.fn()
@@ -67,9 +68,11 @@ function fakeSession(routes: Record<string, Route> = {}) {
     return { statusCode: canned.status, headers: canned.headers ?? {}, body, trailers: {}, opaque: null, context: {} } as unknown as Dispatcher.ResponseData
   })
   const tokenFn = vi.fn(async () => token)
+  const tokenNow = vi.fn(() => (fast ? token : undefined))
   const session = {
     hasAuthorizationServer: true,
     token: tokenFn,
+    tokenNow,
     adopt: vi.fn(),
     invalidate: vi.fn(),
     isCurrent: () => true,
@@ -78,13 +81,13 @@ function fakeSession(routes: Record<string, Route> = {}) {
     events: { emit, on: vi.fn(() => () => {}) },
     transport: { request },
   } as unknown as Session
-  return { session, sent, dumps, emit, tokenFn, request }
+  return { session, sent, dumps, emit, tokenFn, tokenNow, request }
 }
 
 const redirect = (status: number, location: string): Canned => ({ status, headers: { location } })
 
-function setup(routes: Record<string, Route>, options: Partial<BoundFetchOptions> = {}) {
-  const fake = fakeSession(routes)
+function setup(routes: Record<string, Route>, options: Partial<BoundFetchOptions> = {}, fast = false) {
+  const fake = fakeSession(routes, fast)
   const fetch = createBoundFetch({ session: fake.session, origins: [API, OTHER], ...options })
   return { ...fake, fetch }
 }
@@ -106,6 +109,19 @@ describe('createBoundFetch: credentials', () => {
     expect(sent[1]!.presentCertificate).toBe(false)
     // a request aimed at an unlisted origin is the caller's own: its own headers go as given
     expect(sent[1]!.headers.cookie).toBe('mine=1')
+  })
+  it('a token at hand (tokenNow) goes out without token(); a 401 it meets goes through the engine with that token first', async () => {
+    let n = 0
+    const { fetch, sent, tokenFn, tokenNow, session } = setup({ [`${API}/a`]: () => (++n === 1 ? { status: 200, body: 'ok' } : { status: 401, headers: { 'www-authenticate': 'Bearer error="invalid_token"' } }) }, {}, true)
+    expect(await (await fetch(`${API}/a`)).text()).toBe('ok')
+    expect(tokenNow).toHaveBeenCalledTimes(1)
+    expect(tokenFn).not.toHaveBeenCalled()
+    expect(credentialed(sent[0]!)).toBe(true)
+    // the second meets invalid_token: the engine drops the token the fast path sent and retries once with token()
+    expect((await fetch(`${API}/a`)).status).toBe(401)
+    expect(session.invalidate).toHaveBeenCalledWith(token)
+    expect(tokenFn).toHaveBeenCalledTimes(1)
+    expect(sent).toHaveLength(3)
   })
 })
 
