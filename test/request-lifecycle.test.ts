@@ -78,6 +78,30 @@ describe.each(Object.keys(composes))('the interceptor, %s', (name) => {
     expect(Date.now() - started).toBeLessThan(5_000)
   })
 
+  it('a handler that aborts as its request starts gets one error, and nothing reaches the network', async () => {
+    const dispatcher = await compose()
+    await (await request(`${kit.api}/orders`, { dispatcher })).body.dump() // a token at hand: the fast path
+    kit.rs.resetCounters()
+    const errors: Error[] = []
+    const opts = { origin: kit.api, path: '/orders', method: 'GET' } as Dispatcher.DispatchOptions
+    // the controller interface
+    dispatcher.dispatch(opts, {
+      onRequestStart: (controller) => controller.abort(new Error('changed my mind')),
+      onResponseError: (_c, err) => void errors.push(err),
+    })
+    // undici 7's callback interface
+    dispatcher.dispatch(opts, {
+      onConnect: (abort: (err?: Error) => void) => abort(new Error('changed my mind too')),
+      onHeaders: () => true,
+      onData: () => true,
+      onComplete: () => {},
+      onError: (err: Error) => void errors.push(err),
+    } as unknown as Dispatcher.DispatchHandler)
+    await new Promise((r) => setTimeout(r, 200))
+    expect(errors.map((e) => e.message)).toEqual(['changed my mind', 'changed my mind too'])
+    expect(kit.rs.counters().requests).toBe(0)
+  })
+
   it('an abort while the token request hangs at the AS reaches the caller at once', async () => {
     const dispatcher = await compose()
     kit.as.setFault({ kind: 'hang' })

@@ -256,6 +256,7 @@ class Call implements Controller {
 
   /** Dispatches one attempt. */
   send(dispatch: Dispatcher.Dispatch, opts: Dispatcher.DispatchOptions, settle: Settle): void {
+    if (this.#done) return settle(this.#reason ?? new Error('the request is over')) // (aborted: nothing more goes out)
     const attempt = this.callbacks ? new CallbackAttempt(this, settle) : new ControllerAttempt(this, settle)
     this.attempt = attempt
     try {
