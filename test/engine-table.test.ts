@@ -49,36 +49,29 @@ async function newSession() {
   return session
 }
 
+/** `undici.request` on the dispatcher `compose` makes around Bound's interceptor. */
+async function viaRequest(extra: Extra, compose: (bound: Dispatcher.DispatcherComposeInterceptor) => Dispatcher): Promise<Client> {
+  const session = await newSession()
+  const dispatcher = compose(boundInterceptor({ session, origins: [kit.api], ...extra }))
+  return {
+    session,
+    call: async (path, init) => {
+      const r = await request(`${kit.api}${path}`, { dispatcher, method: (init?.method ?? 'GET') as Dispatcher.HttpMethod, body: init?.body })
+      return { status: r.statusCode, json: () => r.body.json() as Promise<Record<string, unknown>> }
+    },
+  }
+}
+
 const clients: Record<string, (extra?: Extra) => Promise<Client>> = {
   'fetch wrapper': async (extra = {}) => {
     const session = await newSession()
     const fetch = createBoundFetch({ session, origins: [kit.api], ...extra })
     return { session, call: async (path, init) => { const r = await fetch(`${kit.api}${path}`, init); return { status: r.status, json: () => r.json() as Promise<Record<string, unknown>> } } }
   },
-  'undici interceptor': async (extra = {}) => {
-    const session = await newSession()
-    const dispatcher = userAgent().compose(boundInterceptor({ session, origins: [kit.api], ...extra }), interceptors.retry({ maxRetries: 2, minTimeout: 10 }))
-    return {
-      session,
-      call: async (path, init) => {
-        const r = await request(`${kit.api}${path}`, { dispatcher, method: (init?.method ?? 'GET') as Dispatcher.HttpMethod, body: init?.body })
-        return { status: r.statusCode, json: () => r.body.json() as Promise<Record<string, unknown>> }
-      },
-    }
-  },
+  'undici interceptor': (extra = {}) => viaRequest(extra, (bound) => userAgent().compose(bound, interceptors.retry({ maxRetries: 2, minTimeout: 10 }))),
   // (nothing composed after Bound's: undici.request's and fetch's own handlers reach it directly —
   // the callback interface of undici 7, not the controller one the retry interceptor speaks)
-  'undici.request, interceptor alone': async (extra = {}) => {
-    const session = await newSession()
-    const dispatcher = userAgent().compose(boundInterceptor({ session, origins: [kit.api], ...extra }))
-    return {
-      session,
-      call: async (path, init) => {
-        const r = await request(`${kit.api}${path}`, { dispatcher, method: (init?.method ?? 'GET') as Dispatcher.HttpMethod, body: init?.body })
-        return { status: r.statusCode, json: () => r.body.json() as Promise<Record<string, unknown>> }
-      },
-    }
-  },
+  'undici.request, interceptor alone': (extra = {}) => viaRequest(extra, (bound) => userAgent().compose(bound)),
   'undici fetch on the composed agent': async (extra = {}) => {
     const session = await newSession()
     const dispatcher = userAgent().compose(boundInterceptor({ session, origins: [kit.api], ...extra }))
