@@ -3,7 +3,7 @@ import { BoundError, isLoopbackHost } from '@bound/core'
 import { z } from '@bound/core/internal'
 import type { BoundToken } from '@bound/oauth'
 import { attachChallenges } from './challenges.js'
-import { createChallengeEngine, type BoundOptions } from './engine.js'
+import { createChallengeEngine, isChallengeable, type BoundOptions } from './engine.js'
 import { toExchange } from './exchange.js'
 import { toFetchError } from './network-error.js'
 import { prepareRequestNow, type PreparedRequest } from './request.js'
@@ -116,7 +116,7 @@ export function createBoundSender(options: BoundFetchOptions, where = 'createBou
     const token = engine.ready(url)
     if (token === undefined) return engine.run(url, req, exchange)
     const res = await send(req, url, token, false)
-    if (res.status !== 400 && res.status !== 401 && res.status !== 403) {
+    if (!isChallengeable(res.status)) {
       engine.observe(url, token, res.headers)
       return { res, challenges: undefined }
     }

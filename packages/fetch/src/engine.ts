@@ -200,6 +200,9 @@ export interface Credentials {
   dpop?: string
 }
 
+/** Only 400, 401 and 403 can carry a challenge the engine answers: any other response is the caller's as it is. */
+export const isChallengeable = (status: number): boolean => status === 401 || status === 403 || status === 400
+
 /** The token request of an origin with no resource of its own (the session's default). */
 const NO_NEED: TokenRequest = Object.freeze({})
 
@@ -247,36 +250,37 @@ export function createChallengeEngine(options: BoundOptions, where = 'createBoun
     let nonce: string | undefined // the nonce a challenge just gave: used for the retry whatever the store says by then
     for (let stale = 0; ; ) {
       let token: BoundToken | undefined
-      if (first) {
-        // the first attempt went on the fast path (ready()): its response is this round's
-      } else if (session.hasAuthorizationServer) {
-        try {
-          token = await session.token(need)
-        } catch (err) {
-          // a step-up token the application handed over has expired: the level must be approved again
-          if (need.stepUp && !need.stepUp.params && isBoundError(err, 'ERR_STEP_UP_REQUIRED')) {
-            stepUps.forget(need.stepUp, need.resource)
-            need.stepUp = undefined
-            continue
-          }
-          throw err
-        }
-        need.claims = undefined // a claims challenge is answered by one token request
-        // A token bound to a key or certificate the session rotated away from is never sent.
-        if (!session.isCurrent(token)) {
-          if (stale++ < 2) continue
-          throw new BoundError('ERR_TOKEN_UNAVAILABLE', 'The session rotated its key or certificate while earning a token; try again')
-        }
-      }
       let res
       if (first) {
+        // the first attempt went on the fast path (ready()): its token and response are this round's
         ;({ token, res } = first)
         first = undefined
-      } else res = await exchange(token, { nonce })
+      } else {
+        if (session.hasAuthorizationServer) {
+          try {
+            token = await session.token(need)
+          } catch (err) {
+            // a step-up token the application handed over has expired: the level must be approved again
+            if (need.stepUp && !need.stepUp.params && isBoundError(err, 'ERR_STEP_UP_REQUIRED')) {
+              stepUps.forget(need.stepUp, need.resource)
+              need.stepUp = undefined
+              continue
+            }
+            throw err
+          }
+          need.claims = undefined // a claims challenge is answered by one token request
+          // A token bound to a key or certificate the session rotated away from is never sent.
+          if (!session.isCurrent(token)) {
+            if (stale++ < 2) continue
+            throw new BoundError('ERR_TOKEN_UNAVAILABLE', 'The session rotated its key or certificate while earning a token; try again')
+          }
+        }
+        res = await exchange(token, { nonce })
+      }
       nonce = undefined
       try {
         const observed: NonceObservation = token?.type === 'DPoP' ? session.dpop!.observe(url.href, res.headers) : 'none'
-        if (res.status !== 401 && res.status !== 400 && res.status !== 403) {
+        if (!isChallengeable(res.status)) {
           if (need.stepUp && used.has('step-up')) stepUps.rememberPath(url, need.stepUp)
           return { res }
         }

@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http'
 import { BoundError } from '@bound/core'
 import type { Dispatcher } from 'undici'
 import type { BoundToken } from '@bound/oauth'
-import { createChallengeEngine, type BoundOptions, type Credentials, type EngineExchange } from './engine.js'
+import { createChallengeEngine, isChallengeable, type BoundOptions, type Credentials, type EngineExchange } from './engine.js'
 import type { HeadersView } from './exchange.js'
 
 type Controller = Dispatcher.DispatchController
@@ -193,9 +193,6 @@ async function readWhole(body: AsyncIterable<unknown>): Promise<Buffer> {
 
 /** Called once per attempt: at its response's start (status ≥ 200), or with the error that ended it before. */
 type Settle = (err: Error | null, res?: Attempt) => void
-
-/** Only 400, 401 and 403 can carry a challenge the engine answers: anything else streams to the caller at once. */
-const isChallengeable = (status: number) => status === 401 || status === 403 || status === 400
 
 /** A request that never reaches the network: the caller's handler gets `err`. */
 function refuse(handler: Handler, err: Error): true {
