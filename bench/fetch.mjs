@@ -66,6 +66,7 @@ async function run(fn, concurrency, seconds) {
   const latencies = []
   const end = performance.now() + seconds * 1000
   const start = performance.now()
+  const cpu = process.cpuUsage()
   await Promise.all(Array.from({ length: concurrency }, async () => {
     while (performance.now() < end) {
       const t0 = performance.now()
@@ -74,8 +75,10 @@ async function run(fn, concurrency, seconds) {
       latencies.push(performance.now() - t0)
     }
   }))
+  const { user, system } = process.cpuUsage(cpu)
   latencies.sort((a, b) => a - b)
-  return { rps: latencies.length / ((performance.now() - start) / 1000), p50: latencies[Math.floor(latencies.length * 0.5)], p99: latencies[Math.floor(latencies.length * 0.99)] }
+  // cpu: this (client) process's CPU time per request, µs — the server is another process
+  return { cpu: (user + system) / latencies.length, rps: latencies.length / ((performance.now() - start) / 1000), p50: latencies[Math.floor(latencies.length * 0.5)], p99: latencies[Math.floor(latencies.length * 0.99)] }
 }
 const median = (xs, k) => [...xs].map((x) => x[k]).sort((a, b) => a - b)[Math.floor(xs.length / 2)]
 
@@ -107,16 +110,20 @@ console.log(`  ${b.p99 <= 1.2 * f.p99 ? 'met ' : 'MISS'}  Bound p99 ≤ 1.2× th
 // sequential blocks of seconds compare noise.
 const PAIRED_ROUNDS = quick ? 4 : 15
 const paired = { fetch: [], interceptor: [], passThrough: [] }
+const cpuPaired = { fetch: [], interceptor: [], passThrough: [] }
 const passThroughRequest = async () => { const r = await undiciRequest(url, { dispatcher: passThrough, headers: { authorization: `DPoP ${accessToken}`, dpop: rawProof() } }); await r.body.arrayBuffer(); return r.statusCode }
 for (let round = 0; round < PAIRED_ROUNDS; round++) {
-  const before = (await run(contenders['floor: request + raw proof'], 64, 0.6)).rps
-  const bf = (await run(contenders['Bound fetch (DPoP)'], 64, 0.6)).rps
-  const bi = (await run(contenders['Bound interceptor (request)'], 64, 0.6)).rps
-  const bp = (await run(passThroughRequest, 64, 0.6)).rps
-  const after = (await run(contenders['floor: request + raw proof'], 64, 0.6)).rps
-  paired.fetch.push(bf / ((before + after) / 2))
-  paired.interceptor.push(bi / ((before + after) / 2))
-  paired.passThrough.push(bp / ((before + after) / 2))
+  const before = await run(contenders['floor: request + raw proof'], 64, 0.6)
+  const measured = {
+    fetch: await run(contenders['Bound fetch (DPoP)'], 64, 0.6),
+    interceptor: await run(contenders['Bound interceptor (request)'], 64, 0.6),
+    passThrough: await run(passThroughRequest, 64, 0.6),
+  }
+  const after = await run(contenders['floor: request + raw proof'], 64, 0.6)
+  for (const [k, m] of Object.entries(measured)) {
+    paired[k].push(m.rps / ((before.rps + after.rps) / 2))
+    cpuPaired[k].push(m.cpu / ((before.cpu + after.cpu) / 2))
+  }
 }
 const spread = (xs) => { const s = [...xs].sort((a, b) => a - b); return { median: s[s.length >> 1], q1: s[Math.floor(s.length / 4)], q3: s[Math.floor((s.length * 3) / 4)] } }
 const pf = spread(paired.fetch)
@@ -125,6 +132,8 @@ console.log(`  ${pf.median >= 0.95 ? 'met ' : 'MISS'}  Bound fetch ≥ 0.95× un
 console.log(`  ${pi.median >= 0.97 ? 'met ' : 'MISS'}  interceptor ≥ 0.97× undici.request + raw proof: ${pi.median.toFixed(2)} (paired median of ${PAIRED_ROUNDS}; quartiles ${pi.q1.toFixed(2)}–${pi.q3.toFixed(2)})`)
 const pp = spread(paired.passThrough)
 console.log(`  info  a pass-through interceptor (dispatch(opts, handler)) + raw proof on the same agent: ${pp.median.toFixed(2)} (quartiles ${pp.q1.toFixed(2)}–${pp.q3.toFixed(2)})`)
+const cpuRatio = (k) => spread(cpuPaired[k]).median.toFixed(2)
+console.log(`  info  client CPU per request, paired against the same floor (lower is cheaper): Bound fetch ${cpuRatio('fetch')}×, interceptor ${cpuRatio('interceptor')}×, pass-through interceptor ${cpuRatio('passThrough')}×`)
 await agent.close()
 await session.close()
 child.disconnect()

@@ -223,6 +223,8 @@ function speaksCallbacks(handler: Handler): boolean {
 }
 let wrapHandlerClass: unknown
 
+const noop = () => {}
+
 const asError = (err: unknown): Error => (err instanceof Error ? err : new Error(String(err)))
 
 /**
@@ -360,7 +362,7 @@ abstract class Attempt implements EngineExchange {
   abstract pauseWire(): void
   abstract resumeWire(): void
   /** What a callback-speaking caller calls to resume this attempt's response. */
-  abstract readonly resumer: () => void
+  abstract get resumer(): () => void
   /** One response header (lower-case name; repeated fields joined with `, `). */
   abstract get(name: string): string | null
   get headers(): HeadersView {
@@ -460,7 +462,10 @@ abstract class Attempt implements EngineExchange {
 class CallbackAttempt extends Attempt {
   #abort: ((reason?: Error) => void) | undefined
   #resume: (() => void) | undefined
-  readonly resumer = () => this.#resume?.()
+  // (undici's own resume function for this response: the caller resumes it directly)
+  get resumer(): () => void {
+    return this.#resume ?? noop
+  }
 
   onConnect(abort: (reason?: Error) => void): void {
     this.#abort = abort
@@ -511,7 +516,9 @@ class CallbackAttempt extends Attempt {
 /** An attempt under a controller-speaking caller: `onRequestStart`, `onResponseStart`… with a headers object. */
 class ControllerAttempt extends Attempt implements Handler {
   #controller: Controller | undefined
-  readonly resumer = () => this.resumeWire()
+  get resumer(): () => void {
+    return () => this.resumeWire()
+  }
 
   onRequestStart(controller: Controller): void {
     this.#controller = controller
