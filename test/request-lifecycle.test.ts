@@ -111,7 +111,7 @@ describe.each(Object.keys(composes))('the interceptor, %s', (name) => {
     expect((await request(`${kit.api}/orders`, { dispatcher })).statusCode).toBe(200)
   })
 
-  it('a handler that gives up on a held challenge (onInsufficientScope throws): the caller gets the error, the held response is let go', async () => {
+  it('SEC-06: a handler that gives up on a held challenge (onInsufficientScope throws): the caller gets the error, the held response is let go', async () => {
     const dispatcher = await compose({ onInsufficientScope: () => { throw new Error('no widening today') } })
     await expect(request(`${slowOrigin}/x`, { dispatcher, signal: AbortSignal.timeout(5_000) })).rejects.toThrow('no widening today')
     // the held response (its body never ends) is aborted: its connection closes, nothing waits on it
@@ -158,7 +158,7 @@ describe('every integration: the engine gives up while it holds a challenge (onI
     'axios adapter': (session) => { const a = createBoundAxios({ session, origins: [slowOrigin], ...fail }); return (url) => a.get(url) },
     'got hooks': (session) => { const g = createBoundGot({ session, origins: [slowOrigin], ...fail }, { retry: { limit: 0 } }); return (url) => g(url) },
   }
-  it.each(Object.keys(calls))('%s: the caller gets the error and the held response’s connection closes at once', async (name) => {
+  it.each(Object.keys(calls))('SEC-06, %s: the caller gets the error and the held response’s connection closes at once', async (name) => {
     const call = calls[name]!(await newSession())
     await expect(call(`${slowOrigin}/x`)).rejects.toThrow('no widening today')
     for (let i = 0; i < 100 && openSockets > 0; i++) await new Promise((r) => setTimeout(r, 20))
