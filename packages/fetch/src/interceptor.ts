@@ -164,17 +164,7 @@ const isAsyncIterable = (body: unknown): body is AsyncIterable<unknown> => typeo
 
 /** The request's `content-length`, when it declares one. */
 function declaredLength(headers: Dispatcher.DispatchOptions['headers']): number | undefined {
-  let value: unknown
-  const look = (name: unknown, v: unknown) => {
-    if (String(name).toLowerCase() === 'content-length') value = v
-  }
-  if (!headers) return undefined
-  if (Array.isArray(headers)) {
-    if (headers.length > 0 && Array.isArray(headers[0])) for (const [k, v] of headers as unknown as [string, string][]) look(k, v)
-    else for (let i = 0; i + 1 < headers.length; i += 2) look(headers[i], headers[i + 1])
-  } else if (typeof (headers as Iterable<unknown>)[Symbol.iterator] === 'function') {
-    for (const [k, v] of headers as Iterable<[string, string]>) look(k, v)
-  } else for (const [k, v] of Object.entries(headers as Record<string, unknown>)) look(k, v)
+  const value = withoutCredentials(headers, false)['content-length']
   const n = Number(Array.isArray(value) ? value[0] : value)
   return value !== undefined && Number.isSafeInteger(n) && n >= 0 ? n : undefined
 }
