@@ -54,7 +54,9 @@ export function toExchange(data: Dispatcher.ResponseData): Exchange {
       } else {
         body = decode(data.body, headers.get('content-encoding'))
       }
-      return new BoundResponse(body, data.statusCode, raw, url.href, redirected) as unknown as Response
+      // a response's url never has the fragment, as fetch's ('#' in a serialized URL starts it)
+      const hash = url.href.indexOf('#')
+      return new BoundResponse(body, data.statusCode, raw, hash === -1 ? url.href : url.href.slice(0, hash), redirected) as unknown as Response
     },
   }
 }
@@ -122,12 +124,13 @@ class BoundResponse extends PlatformResponse {
     return this.#stream
   }
 
+  /** As fetch's: the body was read (or its stream disturbed), not merely locked by a reader. */
   get bodyUsed(): boolean {
-    return this.#used || (this.#stream !== null && this.#stream.locked)
+    return this.#used || (this.#stream !== null && Readable.isDisturbed(this.#stream as unknown as Readable))
   }
 
   #take(): FastBody | null {
-    if (this.bodyUsed) throw new TypeError('Body is unusable: Body has already been read')
+    if (this.bodyUsed || this.#stream?.locked) throw new TypeError('Body is unusable: Body has already been read')
     this.#used = true
     return this.#stream === null ? this.#source : null
   }
@@ -175,7 +178,7 @@ class BoundResponse extends PlatformResponse {
   }
 
   clone(): Response {
-    if (this.bodyUsed) throw new TypeError('Response.clone: Body has already been consumed.')
+    if (this.bodyUsed || this.#stream?.locked) throw new TypeError('Response.clone: Body has already been consumed.')
     const stream = this.body
     let other: ReadableStream<Uint8Array> | null = null
     if (stream) {

@@ -129,11 +129,34 @@ describe('toExchange: toResponse', () => {
     expect(body).toBeInstanceOf(ReadableStream)
     expect(res.body).toBe(body)
     const reader = body.getReader()
-    expect(res.bodyUsed).toBe(true)
+    // as fetch's: locked is not used (but no longer readable by text())…
+    expect(res.bodyUsed).toBe(false)
+    await expect(res.text()).rejects.toThrow(TypeError)
     let text = ''
     for (let r = await reader.read(); !r.done; r = await reader.read()) text += Buffer.from(r.value).toString()
     expect(text).toBe('abcd')
+    // …read is
+    expect(res.bodyUsed).toBe(true)
     await expect(res.text()).rejects.toThrow(TypeError)
+  })
+
+  it('bodyUsed as the platform Response says it: a partly read body whose reader let go is used', async () => {
+    const ours = respond(200, {}, ['ab', 'cd'].map((s) => Buffer.from(s)))
+    const platform = new Response('abcd')
+    for (const res of [ours, platform]) {
+      const reader = res.body!.getReader()
+      await reader.read()
+      reader.releaseLock()
+    }
+    expect(platform.bodyUsed).toBe(true)
+    expect(ours.bodyUsed).toBe(platform.bodyUsed)
+    await expect(ours.text()).rejects.toThrow(TypeError)
+  })
+
+  it('url has no fragment, as fetch’s', async () => {
+    for (const href of ['https://api.example.com/a?x=1#frag', 'https://api.example.com/a#']) {
+      expect(toExchange(fakeData(200, {}, '').data).toResponse(new URL(href), false, 'GET').url).toBe(href.slice(0, href.indexOf('#')))
+    }
   })
 
   it('body asked for but not read: text() still reads it (through the stream)', async () => {
