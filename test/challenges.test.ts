@@ -96,6 +96,23 @@ describe('every server challenge handled (issue 6)', () => {
     expect(kit.as.counters().tokensIssued).toBe(1)
   })
 
+  it('CAE-01: the session’s clientCapabilities go on every token request — the first, a refresh, a claims challenge’s (merged), a step-up’s', async () => {
+    const payload = (t: { value: string }) => JSON.parse(Buffer.from(t.value.split('.')[1]!, 'base64url').toString()) as Record<string, unknown>
+    const { fetch, session } = await bound({ onStepUp: (c) => ({ acr_values: c.acrValues!.join(' ') }) }, { clientCapabilities: ['cp1'] })
+    expect(payload(await session.token()).xms_cc).toEqual(['cp1'])
+    expect(payload(await session.forceRefresh()).xms_cc).toEqual(['cp1'])
+    // a claims challenge: its claims and the capabilities in one request
+    kit.rs.requireClaims('/payments', { access_token: { acrs: { essential: true, value: 'c2' } } })
+    expect((await fetch(`${kit.api}/payments`)).status).toBe(200)
+    expect(payload(await session.token())).toMatchObject({ acrs: 'c2', xms_cc: ['cp1'] })
+    // a step-up's token too
+    kit.rs.requireStepUp('/admin', { acr_values: 'urn:bound:mfa' })
+    expect(await (await fetch(`${kit.api}/admin/x`)).json()).toMatchObject({ acr: 'urn:bound:mfa', xms_cc: ['cp1'] })
+    // without the option, nothing is declared
+    const plain = await bound()
+    expect(payload(await plain.session.token()).xms_cc).toBeUndefined()
+  })
+
   it('T-7 S9 MCP-05: insufficient_scope → the union of held and required scopes, once', async () => {
     kit.rs.requireScope('/write', 'orders:write')
     const { fetch, session } = await bound({}, { grant: clientCredentials({ resource: kit.resource, scope: 'orders:read' }) })

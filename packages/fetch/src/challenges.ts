@@ -1,4 +1,5 @@
 import { classifyChallenge, parseChallenges, type BoundError, type ClassifiedChallenge } from '@bound/core'
+import { mergeClaims as mergeCapabilities } from '@bound/core/internal'
 
 /**
  * A challenge of a response Bound returned, with the typed error Bound attached when it gave up on it.
@@ -67,8 +68,4 @@ export function challengeFor(challenges: ResponseChallenge[], scheme: 'dpop' | '
  * // { access_token: { acrs: { essential: true, value: 'c1' }, xms_cc: { values: ['cp1'] } } }
  * ```
  */
-export function mergeClaims(claims: Record<string, unknown>, capabilities: readonly string[] | undefined): Record<string, unknown> {
-  if (!capabilities || capabilities.length === 0) return claims
-  const at = typeof claims.access_token === 'object' && claims.access_token !== null ? (claims.access_token as Record<string, unknown>) : {}
-  return { ...claims, access_token: { ...at, xms_cc: { values: [...capabilities] } } }
-}
+export const mergeClaims: (claims: Record<string, unknown>, capabilities: readonly string[] | undefined) => Record<string, unknown> = mergeCapabilities

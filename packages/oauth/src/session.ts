@@ -52,6 +52,13 @@ export interface SessionOptions {
   trustedIssuers?: readonly string[] | ((issuer: string) => boolean)
   /** Tokens (one per resource, scope and step-up approval) held at most; the least recently used goes first. Default 256. */
   maxCachedTokens?: number
+  /**
+   * Capabilities the client declares on every token request (Microsoft Entra CAE: `['cp1']`), as
+   * `claims={"access_token":{"xms_cc":{"values":[…]}}}` — merged into any other claims a request
+   * carries (a claims challenge's, a step-up's). Entra sends claims challenges, and issues
+   * CAE-capable tokens, only to clients that declare `cp1`.
+   */
+  clientCapabilities?: readonly string[]
   /** The token endpoint, when the AS publishes no metadata. */
   tokenEndpoint?: string
   /** The revocation endpoint, when the AS publishes no metadata. */
@@ -364,6 +371,7 @@ const checkSessionOptions = optionsChecker('createSession', {
   issuer: z.string().optional(),
   trustedIssuers: z.union([z.array(z.string()), fn('a list of issuers or a predicate')]).optional(),
   maxCachedTokens: z.number().int().positive().optional(),
+  clientCapabilities: z.array(z.string().min(1, 'must be non-empty strings')).optional(),
   tokenEndpoint: z.string().optional(),
   revocationEndpoint: z.string().optional(),
   clientId: z.string({ error: 'must be a non-empty string' }).min(1, 'must be a non-empty string'),
@@ -516,6 +524,7 @@ export function createSession(options: SessionOptions): Session {
     refresh: options.refresh,
     backoff: options.backoff,
     maxEntries: options.maxCachedTokens,
+    clientCapabilities: options.clientCapabilities,
     fleet,
   })
   const { manager } = cache

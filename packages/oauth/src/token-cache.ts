@@ -1,4 +1,5 @@
 import { BoundError, isBoundError, type Clock, type Emitter } from '@bound/core'
+import { mergeClaims } from '@bound/core/internal'
 import type { Dpop } from '@bound/dpop'
 import type { Acquisition, TokenParams } from './acquisition.js'
 import type { Binding } from './binding.js'
@@ -22,6 +23,8 @@ export interface TokenCacheOptions {
   refresh: RefreshOptions | undefined
   backoff: BackoffOptions | undefined
   maxEntries: number | undefined
+  /** Declared on every token request, in `claims` (CAE-01). */
+  clientCapabilities: readonly string[] | undefined
   /** Fleet coordination, when tokens are shared through a store. */
   fleet: Fleet | undefined
 }
@@ -103,6 +106,29 @@ export function createTokenCache(options: TokenCacheOptions) {
     },
   })
 
+  // CAE-01: the client's capabilities go in every token request's claims, merged with any other
+  const capabilities = options.clientCapabilities?.length ? [...options.clientCapabilities] : undefined
+  const withCapabilities = (claims: string | undefined): string | undefined => {
+    if (!capabilities) return claims
+    let parsed: unknown = {}
+    if (claims !== undefined) {
+      try {
+        parsed = JSON.parse(claims)
+      } catch {
+        return claims // (not ours to fix: sent as it is)
+      }
+    }
+    return typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed) ? JSON.stringify(mergeClaims(parsed as Record<string, unknown>, capabilities)) : claims
+  }
+  /** A token request's extra parameters: a step-up's, with the capabilities in their claims. */
+  const extraOf = (stepUpParams: Readonly<Record<string, string | number>> | undefined): Readonly<Record<string, string>> => {
+    if (!stepUpParams && !capabilities) return NO_EXTRA
+    const extra: Record<string, string> = { ...(stepUpParams as Record<string, string> | undefined) }
+    const claims = withCapabilities(extra.claims)
+    if (claims !== undefined) extra.claims = claims
+    return extra
+  }
+
   // The cache key and parameters of the default need, remembered while nothing changes (the hot path).
   let last: { resource: string | undefined; bindingKey: string; key: string; params: TokenParams } | undefined
   /** The opaque cache key of `req` and the parameters a token request for it sends. */
@@ -114,7 +140,7 @@ export function createTokenCache(options: TokenCacheOptions) {
     const scope = req.scope ?? grant.scope
     const stepUp = req.stepUp
     const key = JSON.stringify([resource ?? null, scope ?? null, stepUp ? [stepUp.origin, stepUp.level, stepUp.params ?? 'adopted'] : null, bindingKey])
-    const params: TokenParams = { resource, scope, extra: stepUp?.params ? { ...stepUp.params } : NO_EXTRA }
+    const params: TokenParams = { resource, scope, extra: extraOf(stepUp?.params) }
     const out = { key, params }
     if (simple) last = { resource: req.resource, bindingKey, ...out }
     return out
@@ -130,7 +156,7 @@ export function createTokenCache(options: TokenCacheOptions) {
       const held = manager.getNow(key)
       return held ? Promise.resolve(held) : Promise.reject(manager.closed ? new BoundError('ERR_CLOSED', 'The session is closed') : stepUpExpired(req.stepUp))
     }
-    if (req.claims !== undefined) return manager.forceRefresh(key, params, { once: { ...params, extra: { ...params.extra, claims: req.claims } }, signal: req.signal })
+    if (req.claims !== undefined) return manager.forceRefresh(key, params, { once: { ...params, extra: { ...params.extra, claims: withCapabilities(req.claims)! } }, signal: req.signal })
     return manager.get(key, params, req.signal)
   }
 

@@ -485,7 +485,8 @@ function requestClientId(ctx: OidcKoaContext): string | undefined {
 /**
  * Test-only step-up stand-in: client credentials has no standard way to ask for an `acr`, so a
  * token request may carry `acr_values` (first value becomes `acr`, with `auth_time` = now) and/or
- * an OIDC-style `claims` request whose essential `access_token` members with a `value` are copied.
+ * an OIDC-style `claims` request whose essential `access_token` members with a `value` are copied
+ * (and whose `access_token.xms_cc.values`, the client's capabilities, become an `xms_cc` claim).
  */
 function stepUpClaims(body: Record<string, unknown> | undefined): Record<string, unknown> | undefined {
   if (body === undefined) return undefined
@@ -503,8 +504,10 @@ function stepUpClaims(body: Record<string, unknown> | undefined): Record<string,
       const accessToken = (parsed as { access_token?: unknown } | null)?.access_token
       if (accessToken !== null && typeof accessToken === 'object') {
         for (const [name, request] of Object.entries(accessToken as Record<string, unknown>)) {
-          const { essential, value } = (request ?? {}) as { essential?: unknown; value?: unknown }
+          const { essential, value, values } = (request ?? {}) as { essential?: unknown; value?: unknown; values?: unknown }
           if (essential === true && value !== undefined) claims[name] = value
+          // client capabilities, as Entra carries them into CAE tokens: `xms_cc: ["cp1"]`
+          else if (name === 'xms_cc' && Array.isArray(values) && values.every((v) => typeof v === 'string')) claims[name] = values
         }
       }
     } catch {

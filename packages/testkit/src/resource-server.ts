@@ -618,6 +618,7 @@ export async function startResourceServer(options: ResourceServerOptions): Promi
     if (auth.jkt !== undefined) response['jkt'] = auth.jkt
     if (auth.x5t !== undefined) response['x5t'] = auth.x5t
     if (claims['acr'] !== undefined) response['acr'] = claims['acr']
+    if (claims['xms_cc'] !== undefined) response['xms_cc'] = claims['xms_cc']
     if (!NO_BODY.has(method)) response['body'] = body.toString('utf8')
     return sendJson(res, 200, response)
   }
