@@ -52,6 +52,8 @@ export function boundInterceptor(options: BoundOptions): Dispatcher.DispatcherCo
   // the last origin parsed (a dispatcher sees the same opts.origin string request after request)
   let lastInput: string | undefined
   let lastOrigin = ''
+  // a session with a client certificate sends credentialed requests over its own certificate connection
+  const viaCertificate: Dispatcher.Dispatch | undefined = session.transport.hasClientCertificate ? (o, h) => session.transport.dispatch(o, h) : undefined
   // the last request URL built (the same path again and again is the common case)
   let lastUrl: URL | undefined
   let lastHref = ''
@@ -90,7 +92,7 @@ export function boundInterceptor(options: BoundOptions): Dispatcher.DispatcherCo
     const url = href === lastHref && lastUrl ? lastUrl : (lastUrl = new URL(href))
     lastHref = href
     // the certificate only with credentials, on the session's own connection
-    const send: Dispatcher.Dispatch = session.transport.hasClientCertificate ? (o, h) => session.transport.dispatch(o, h) : dispatch
+    const send = viaCertificate ?? dispatch
     const call = new Call(handler)
     call.begin()
     const body = opts.body

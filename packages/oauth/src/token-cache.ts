@@ -7,7 +7,7 @@ import type { Fleet } from './fleet.js'
 import type { Grant } from './grants.js'
 import type { SessionEvents, StepUpApproval, TokenRequest } from './session.js'
 import { parseTokenResponse, type TokenResponse } from './token-endpoint.js'
-import { createTokenManager, type BackoffOptions, type RefreshOptions } from './token-manager.js'
+import { createTokenManager, sessionClosed, type BackoffOptions, type RefreshOptions } from './token-manager.js'
 import { createBoundToken, type BoundToken } from './token.js'
 
 /** What a session's token cache needs. */
@@ -154,7 +154,7 @@ export function createTokenCache(options: TokenCacheOptions) {
     if (req.stepUp && !req.stepUp.params) {
       // a handed-over token: never earned again
       const held = manager.getNow(key)
-      return held ? Promise.resolve(held) : Promise.reject(manager.closed ? new BoundError('ERR_CLOSED', 'The session is closed') : stepUpExpired(req.stepUp))
+      return held ? Promise.resolve(held) : Promise.reject(manager.closed ? sessionClosed() : stepUpExpired(req.stepUp))
     }
     if (req.claims !== undefined) return manager.forceRefresh(key, params, { once: { ...params, extra: { ...params.extra, claims: withCapabilities(req.claims)! } }, signal: req.signal })
     return manager.get(key, params, req.signal)

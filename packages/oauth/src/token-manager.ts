@@ -200,6 +200,9 @@ interface Slot<P> {
   failure?: Failure | undefined
 }
 
+/** What a closed session's token calls fail with. */
+export const sessionClosed = (): BoundError => new BoundError('ERR_CLOSED', 'The session is closed')
+
 /**
  * Creates a {@link TokenManager}.
  *
@@ -348,7 +351,7 @@ export function createTokenManager<P>(options: TokenManagerOptions<P>): TokenMan
   }
 
   const assertOpen = () => {
-    if (closed) throw new BoundError('ERR_CLOSED', 'The session is closed')
+    if (closed) throw sessionClosed()
   }
 
   /** The held token when it may be served at `now` (dropping one that may not). */
